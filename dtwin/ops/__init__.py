@@ -1,0 +1,18 @@
+"""dtwin's ops: the Python face of the C++/CUDA kernels, each with its pure-torch reference.
+
+Every op dispatches to the compiled kernel for the tensor's device when this build has one,
+else to its reference (``DTWIN_BACKEND`` overrides; see :mod:`dtwin.ops._library`).
+"""
+
+from dtwin.ops._library import backend, build_info, extension_error, extension_loaded, has_kernel
+from dtwin.ops.hh import hh_simulate, hh_simulate_reference
+
+__all__ = [
+    "backend",
+    "build_info",
+    "extension_error",
+    "extension_loaded",
+    "has_kernel",
+    "hh_simulate",
+    "hh_simulate_reference",
+]

@@ -1,0 +1,5 @@
+"""Simulators: the twins that dtwin's models learn and its estimators calibrate."""
+
+from dtwin.sim import hh
+
+__all__ = ["hh"]

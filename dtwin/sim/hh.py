@@ -1,0 +1,418 @@
+"""The Hodgkin-Huxley twin: a batched simulator of the squid-axon neuron and its input families.
+
+Model and data set: Centofanti, Ghiotto, Pavarino, "Learning the Hodgkin-Huxley Model with
+Operator Learning Techniques", arXiv 2406.02173 (2024), rest at -75 mV. Units: t in ms, V in mV,
+conductances in mS/cm^2, C in uF/cm^2, currents in uA/cm^2.
+
+>>> import torch
+>>> from dtwin.sim import hh
+>>> pulses = torch.tensor([[1.0, 50.0, 7.0]])           # (tin, tf, amp): 7 uA/cm^2 on [1, 50] ms
+>>> V = hh.simulate(pulses, torch.linspace(0, 100, 500))  # Tensor[1, 500] in mV
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import astuple, dataclass
+
+import torch
+from torch import Tensor
+
+from dtwin.errors import SimulationError
+from dtwin.ops.hh import DIRECTION_NAMES, METHODS, PARAM_NAMES, STATE_NAMES, STATUS, hh_simulate
+
+__all__ = [
+    "DEFAULT_METHOD",
+    "DIRECTION_NAMES",
+    "PARAM_NAMES",
+    "STATE_NAMES",
+    "HHParameters",
+    "HodgkinHuxley",
+    "pulse_trains",
+    "reference_solution",
+    "simulate",
+    "single_pulses",
+    "smooth_waveforms",
+]
+
+
+@dataclass(frozen=True)
+class HHParameters:
+    """Parameters of one neuron (SPECS.md section 1)."""
+
+    gNa: float = 120.0  #: sodium conductance, mS/cm^2
+    gK: float = 36.0  #: potassium conductance, mS/cm^2
+    gL: float = 0.3  #: leak conductance, mS/cm^2
+    ENa: float = 40.0  #: sodium reversal potential, mV
+    EK: float = -87.0  #: potassium reversal potential, mV
+    EL: float = -64.387  #: leak reversal potential, mV
+    C: float = 1.0  #: membrane capacitance, uF/cm^2
+
+    def tensor(self, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> Tensor:
+        """Tensor[7] in the order of :data:`PARAM_NAMES`."""
+        return torch.tensor(astuple(self), dtype=dtype, device=device)
+
+
+#: Initial state (V in mV, m, h, n): rest at -75 mV.
+DEFAULT_Y0 = (-75.0, 0.05, 0.595, 0.317)
+
+#: The default scheme: the cheapest setting measured to reach <= 1e-4 mean relative L2 error
+#: against a tight reference on the paper's pulse family (bench/test_hh.py prints the table).
+DEFAULT_METHOD = {"method": "dopri5", "dt": 0.01, "rtol": 1e-5, "atol": 1e-5}
+_FIXED_STEP_DT = {"rush_larsen": 0.01, "rk4": 0.05}
+
+
+def _as_tensor(x: object, name: str, dtype: torch.dtype, device: torch.device | None) -> Tensor:
+    if isinstance(x, Tensor):
+        return (
+            x.to(dtype=dtype, device=device) if (x.dtype != dtype or (device and x.device != device)) else x
+        )
+    try:
+        return torch.as_tensor(x, dtype=dtype, device=device)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(
+            f"simulate: {name} must be a Tensor or a nested sequence of numbers, got {type(x).__name__}"
+        ) from exc
+
+
+def simulate(
+    pulses: Tensor | None,
+    t_out: Tensor,
+    *,
+    params: Tensor | HHParameters | None = None,
+    y0: Tensor | None = None,
+    current: Tensor | None = None,
+    t_current: Tensor | None = None,
+    interpolation: str = "previous",
+    method: str = "default",
+    dt: float | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    max_steps: int = 1_000_000,
+    states: str = "V",
+    jacobian: bool = False,
+    on_failure: str = "raise",
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Simulate N neurons and return V (mV) at the output times.
+
+    Args:
+        pulses: Tensor[N, 3] or Tensor[N, K, 3] of (tin, tf, amp): rectangular current pulses
+            I(t) = amp (uA/cm^2) on [tin, tf] (ms), evaluated inside the kernel. Pulses of a row must
+            be sorted and non-overlapping. None when ``current`` is given.
+        t_out: Tensor[T] of increasing output times in ms, from 0 on.
+        params: Tensor[N, 7] or Tensor[7] (gNa, gK, gL, ENa, EK, EL, C), or an :class:`HHParameters`;
+            default :class:`HHParameters()`.
+        y0: Tensor[N, 4] or Tensor[4], the state (V, m, h, n) at t = 0; default :data:`DEFAULT_Y0`.
+        current: Tensor[N, T_in], a sampled current instead of pulses, on the grid ``t_current``.
+        t_current: Tensor[T_in], increasing sample times covering [0, t_out[-1]].
+        interpolation: how ``current`` is read between samples: 'previous' (piecewise constant)
+            or 'linear'.
+        method: 'default' (:data:`DEFAULT_METHOD`), 'rush_larsen', 'rk4' or 'dopri5'.
+        dt: fixed-step methods: the largest step in ms (defaults 0.01 for rush_larsen, 0.05 for
+            rk4); dopri5: the first trial step.
+        rtol, atol: dopri5's tolerances (defaults 1e-6).
+        max_steps: dopri5's limit of step attempts per neuron.
+        states: 'V' returns Tensor[N, T]; 'all' returns Tensor[N, 4, T] (V, m, h, n).
+        jacobian: also return d(output)/d(directions), Tensor[..., P]: P = 10 for a single pulse
+            per neuron (:data:`DIRECTION_NAMES`: the parameters, tin, tf, amp), else 7.
+            Fixed-step methods only; with method='default' the rk4 scheme is used.
+        on_failure: 'raise' raises :class:`dtwin.errors.SimulationError` naming the neurons whose
+            state became non-finite (or whose adaptive stepping failed); 'nan' returns NaN for
+            their unreached outputs instead.
+
+    Gradients reach ``params`` and ``pulses`` through exact forward sensitivities of the
+    fixed-step schemes (use method='rk4' to differentiate).
+
+    Returns:
+        Tensor[N, T] (or [N, 4, T]); with ``jacobian=True`` a pair (output, jacobian).
+    """
+    if states not in ("V", "all"):
+        raise ValueError(f"simulate: states must be 'V' or 'all', got {states!r}")
+    if on_failure not in ("raise", "nan"):
+        raise ValueError(f"simulate: on_failure must be 'raise' or 'nan', got {on_failure!r}")
+    if method != "default" and method not in METHODS:
+        raise ValueError(f"simulate: method must be 'default' or one of {', '.join(METHODS)}, got {method!r}")
+    if interpolation not in ("previous", "linear"):
+        raise ValueError(f"simulate: interpolation must be 'previous' or 'linear', got {interpolation!r}")
+    if (pulses is None) == (current is None):
+        raise ValueError(
+            "simulate: give exactly one input: pulses Tensor[N, 3] or current Tensor[N, T_in] "
+            "(with t_current)"
+        )
+
+    reference = pulses if pulses is not None else current
+    dtype = (
+        reference.dtype if isinstance(reference, Tensor) and reference.is_floating_point() else torch.float64
+    )
+    if isinstance(params, Tensor) and params.is_floating_point():
+        dtype = params.dtype
+    device = reference.device if isinstance(reference, Tensor) else None
+    if pulses is not None:
+        pulses = _as_tensor(pulses, "pulses", dtype, device)
+        if pulses.dim() == 2:
+            pulses = pulses.unsqueeze(1)
+        if pulses.dim() != 3 or pulses.shape[-1] != 3:
+            raise ValueError(
+                f"simulate: pulses must be [N, 3] or [N, K, 3] of (tin, tf, amp), got {tuple(pulses.shape)}"
+            )
+        N = pulses.shape[0]
+    else:
+        current = _as_tensor(current, "current", dtype, device)
+        if current.dim() != 2:
+            raise ValueError(f"simulate: current must be [N, T_in], got {tuple(current.shape)}")
+        if t_current is None:
+            raise ValueError("simulate: t_current Tensor[T_in] is required with current")
+        t_current = _as_tensor(t_current, "t_current", dtype, device)
+        N = current.shape[0]
+    t_out = _as_tensor(t_out, "t_out", dtype, device)
+
+    if params is None:
+        params = HHParameters()
+    if isinstance(params, HHParameters):
+        params = params.tensor(dtype, device)
+    params = _as_tensor(params, "params", dtype, device)
+    if params.dim() == 1:
+        params = params.expand(N, -1)  # differentiable: gradients sum over neurons
+    elif params.dim() == 2 and params.shape[0] != N:
+        raise ValueError(
+            f"simulate: params must be [7] or [N, 7] with N = {N} (from the input), got {tuple(params.shape)}"
+        )
+    y0 = _as_tensor(DEFAULT_Y0 if y0 is None else y0, "y0", dtype, device)
+    if y0.dim() == 1:
+        y0 = y0.expand(N, -1)
+    elif y0.dim() == 2 and y0.shape[0] != N:
+        raise ValueError(
+            f"simulate: y0 must be [4] or [N, 4] with N = {N} (from the input), got {tuple(y0.shape)}"
+        )
+
+    settings = dict(DEFAULT_METHOD) if method == "default" else {"method": method}
+    if jacobian and settings["method"] == "dopri5":
+        if method == "dopri5":
+            raise ValueError(
+                "simulate: jacobian=True needs a fixed-step method ('rk4' or 'rush_larsen'), not 'dopri5'"
+            )
+        settings = {"method": "rk4"}
+    wants_grad = torch.is_grad_enabled() and (
+        params.requires_grad or (pulses is not None and pulses.requires_grad)
+    )
+    if wants_grad and settings["method"] == "dopri5" and method == "default":
+        settings = {"method": "rk4"}
+    settings.setdefault("dt", _FIXED_STEP_DT.get(settings["method"], 0.01))
+    settings.setdefault("rtol", 1e-6)
+    settings.setdefault("atol", 1e-6)
+    for key, value in (("dt", dt), ("rtol", rtol), ("atol", atol)):
+        if value is not None:
+            settings[key] = value
+
+    out, jac, status = hh_simulate(
+        t_out,
+        params,
+        y0,
+        pulses,
+        current,
+        t_current,
+        input="pulses" if pulses is not None else interpolation,
+        max_steps=max_steps,
+        all_states=states == "all",
+        sensitivities=jacobian,
+        **settings,
+    )
+    if on_failure == "raise":
+        failed = status.nonzero()[:, 0]
+        if failed.numel():
+            idx = failed.tolist()
+            codes = status[failed].tolist()
+            reasons = sorted({STATUS.get(c, str(c)) for c in codes})
+            shown = ", ".join(map(str, idx[:20])) + (" ..." if len(idx) > 20 else "")
+            raise SimulationError(
+                f"simulate: {len(idx)} of {N} neurons failed ({'; '.join(reasons)}) with method "
+                f"{settings['method']!r}: indices [{shown}]. A smaller dt (or tighter rtol) or a stable "
+                "scheme "
+                "usually helps; on_failure='nan' returns NaN for them instead.",
+                idx,
+                codes,
+            )
+    return (out, jac) if jacobian else out
+
+
+class HodgkinHuxley:
+    """The HH twin with fixed parameters: a thin object around :func:`simulate`.
+
+    Args:
+        params: an :class:`HHParameters` (default: the paper's squid axon at rest -75 mV).
+        y0: initial state (V in mV, m, h, n), default :data:`DEFAULT_Y0`.
+        method: simulation scheme, see :func:`simulate`.
+    """
+
+    def __init__(
+        self,
+        params: HHParameters | None = None,
+        y0: tuple[float, float, float, float] = DEFAULT_Y0,
+        method: str = "default",
+    ) -> None:
+        self.params = params or HHParameters()
+        self.y0 = y0
+        self.method = method
+
+    def __repr__(self) -> str:
+        return f"HodgkinHuxley({self.params}, y0={self.y0}, method={self.method!r})"
+
+    def simulate(self, pulses: Tensor | None, t_out: Tensor, **options) -> Tensor:
+        """:func:`simulate` with this twin's parameters, initial state and method."""
+        options.setdefault("params", self.params)
+        options.setdefault("y0", torch.tensor(self.y0))
+        options.setdefault("method", self.method)
+        return simulate(pulses, t_out, **options)
+
+
+# --------------------------------------------------------------------------------------------
+# input families
+
+
+def single_pulses(
+    n: int,
+    generator: torch.Generator | None = None,
+    *,
+    tin: float = 1.0,
+    tf_range: tuple[float, float] = (1.2, 99.9),
+    amp_range: tuple[float, float] = (0.0, 10.0),
+    dtype: torch.dtype = torch.float64,
+) -> Tensor:
+    """The paper's inputs: Tensor[n, 3] of (tin, tf ~ U(tf_range), amp ~ U(amp_range))."""
+    if n < 0:
+        raise ValueError(f"single_pulses: n must be >= 0, got {n}")
+    if not tf_range[0] <= tf_range[1] or not amp_range[0] <= amp_range[1]:
+        raise ValueError(
+            f"single_pulses: ranges must be (low, high) with low <= high, got {tf_range}, {amp_range}"
+        )
+    if tf_range[0] < tin:
+        raise ValueError(f"single_pulses: tf_range must start at or after tin = {tin}, got {tf_range}")
+    u = torch.rand(n, 2, generator=generator, dtype=torch.float64)
+    tf = tf_range[0] + (tf_range[1] - tf_range[0]) * u[:, 0]
+    amp = amp_range[0] + (amp_range[1] - amp_range[0]) * u[:, 1]
+    return torch.stack((torch.full_like(tf, tin), tf, amp), 1).to(dtype)
+
+
+def pulse_trains(
+    n: int,
+    n_pulses: int,
+    generator: torch.Generator | None = None,
+    *,
+    t_end: float = 100.0,
+    width_range: tuple[float, float] = (1.0, 10.0),
+    amp_range: tuple[float, float] = (0.0, 10.0),
+    dtype: torch.dtype = torch.float64,
+) -> Tensor:
+    """Random trains: Tensor[n, n_pulses, 3], each row sorted and non-overlapping in [0, t_end].
+
+    The horizon is cut into n_pulses equal slots; each slot holds one pulse of random width
+    (within the slot) at a random offset, with a random amplitude.
+    """
+    if n_pulses < 1:
+        raise ValueError(f"pulse_trains: n_pulses must be >= 1, got {n_pulses}")
+    slot = t_end / n_pulses
+    if width_range[1] > slot:
+        raise ValueError(
+            f"pulse_trains: widths up to {width_range[1]} ms do not fit {n_pulses} slots of {slot:.3g} ms"
+        )
+    u = torch.rand(n, n_pulses, 3, generator=generator, dtype=torch.float64)
+    width = width_range[0] + (width_range[1] - width_range[0]) * u[..., 0]
+    start = torch.arange(n_pulses, dtype=torch.float64) * slot + (slot - width) * u[..., 1]
+    amp = amp_range[0] + (amp_range[1] - amp_range[0]) * u[..., 2]
+    return torch.stack((start, start + width, amp), -1).to(dtype)
+
+
+def smooth_waveforms(
+    n: int,
+    t_grid: Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    n_modes: int = 8,
+    period: float | None = None,
+    mean: float = 5.0,
+    std: float = 3.0,
+) -> Tensor:
+    """Smooth random currents: Tensor[n, len(t_grid)], random Fourier series (uA/cm^2).
+
+    I(t) = mean + std * sum_k a_k cos(2 pi k t / period) + b_k sin(...) / sqrt(n_modes), with
+    a_k, b_k ~ N(0, 1/k): smooth, with most power at low frequencies. Read it with
+    interpolation='linear'.
+    """
+    if n_modes < 1:
+        raise ValueError(f"smooth_waveforms: n_modes must be >= 1, got {n_modes}")
+    t = t_grid.to(torch.float64)
+    period = float(t[-1] - t[0]) if period is None else period
+    k = torch.arange(1, n_modes + 1, dtype=torch.float64)
+    coef = torch.randn(n, 2, n_modes, generator=generator, dtype=torch.float64) / k.sqrt()
+    phase = 2 * math.pi * k[:, None] * t[None, :] / period
+    series = coef[:, 0] @ torch.cos(phase) + coef[:, 1] @ torch.sin(phase)
+    return (mean + std * series / math.sqrt(n_modes)).to(t_grid.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# the tight reference
+
+
+def _scipy_rhs(params: tuple[float, ...]):
+    import numpy as np
+
+    gNa, gK, gL, ENa, EK, EL, C = params
+
+    def x_over_expm1(x):
+        return 1.0 if x == 0 else x / np.expm1(x)
+
+    def f(t, y, I):
+        V, m, h, n = y
+        u = V + 75.0
+        am = x_over_expm1((25.0 - u) / 10.0)
+        bm = 4.0 * np.exp(-u / 18.0)
+        ah = 0.07 * np.exp(-u / 20.0)
+        bh = 1.0 / (np.exp((30.0 - u) / 10.0) + 1.0)
+        an = 0.1 * x_over_expm1((10.0 - u) / 10.0)
+        bn = 0.125 * np.exp(-u / 80.0)
+        dV = (I - gNa * m**3 * h * (V - ENa) - gK * n**4 * (V - EK) - gL * (V - EL)) / C
+        return [dV, am * (1 - m) - bm * m, ah * (1 - h) - bh * h, an * (1 - n) - bn * n]
+
+    return f
+
+
+def reference_solution(
+    pulses: Tensor,
+    t_out: Tensor,
+    *,
+    params: HHParameters | None = None,
+    y0: tuple[float, ...] = DEFAULT_Y0,
+    rtol: float = 1e-10,
+    atol: float = 1e-10,
+    solver: str = "Radau",
+) -> Tensor:
+    """V at t_out from scipy's ``solve_ivp`` (Radau, rtol = atol = 1e-10 by default), the
+    integration restarted at every pulse edge. Slow (about a second per neuron): the yardstick
+    of the fast schemes, not a simulator. Returns Tensor[N, T] in float64.
+    """
+    import numpy as np
+    from scipy.integrate import solve_ivp
+
+    pulses = pulses.detach().cpu().double()
+    if pulses.dim() == 2:
+        pulses = pulses[:, None, :]
+    t = t_out.detach().cpu().double().numpy()
+    f = _scipy_rhs(astuple(params or HHParameters()))
+    out = np.empty((pulses.shape[0], t.size))
+    for i, row in enumerate(pulses.numpy()):
+        edges = sorted({e for e in row[:, :2].ravel() if 0 < e < t[-1]})
+        bounds = [0.0, *edges, float(t[-1])]
+        y = np.array(y0, dtype=np.float64)
+        for a, b in itertools.pairwise(bounds):
+            mid = 0.5 * (a + b)
+            I = float(sum(amp for tin, tf, amp in row if tin <= mid <= tf))
+            sel = (t >= a) & (t <= b)
+            sol = solve_ivp(f, (a, b), y, method=solver, rtol=rtol, atol=atol, args=(I,), dense_output=True)
+            if not sol.success:
+                raise SimulationError(
+                    f"reference_solution: scipy failed on neuron {i}: {sol.message}", [i], [1]
+                )
+            out[i, sel] = sol.sol(t[sel])[0]
+            y = sol.y[:, -1]
+    return torch.from_numpy(out)
