@@ -1,0 +1,394 @@
+"""The ``dtwin`` command.
+
+    dtwin fit|validate|test|predict --model NAME --data NAME [--config FILE] [--trainer.* ...]
+    dtwin list [--kind KIND] [--verbose]
+    dtwin info
+    dtwin simulate hh --n 2000 --out FILE
+
+``fit`` and friends are Lightning's LightningCLI with plugin names resolved by the registry
+(a full class path works too, in arguments and in config files): Lightning supplies the loop,
+checkpoints (``--ckpt_path last`` resumes), loggers, progress bars, precision and DDP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from dtwin.errors import DtwinError
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+_NAMED = {"--model": "model", "--data": "data"}
+_KIND_OF = {"model": None, "data": "datamodules"}
+
+_HELP = """\
+usage: dtwin <command> [options]
+
+dtwin: digital-twin scientific machine learning (simulators, neural operators, estimators).
+
+commands:
+  fit | validate | test | predict
+                 train or evaluate a model (Lightning's CLI); pick the model and data by their
+                 plugin names: dtwin fit --model fno --data hh [--config FILE] [--trainer.max_epochs 10]
+                 `dtwin fit --help` lists every option, `--print_config` shows the full config.
+  list           the installed plugins: kind, name, distribution, version, status
+  info           versions, the compiled kernels (CPU instruction set, CUDA architectures), threads
+  simulate       run a twin: dtwin simulate hh --n 2000 --out hh.pt (writes traces and a PNG)
+
+environment:
+  DTWIN_BACKEND=auto|reference|compiled   which kernels dtwin.ops use
+  DTWIN_DISABLE_PLUGIN_AUTOLOAD=1         import only the plugins named on the command line
+  DTWIN_CACHE_DIR=DIR                     where generated data sets are cached
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_HELP)
+        return 0
+    command, rest = argv[0], argv[1:]
+    try:
+        if command in LIGHTNING_COMMANDS:
+            return _lightning(command, rest)
+        if command == "list":
+            return _list(rest)
+        if command == "info":
+            return _info(rest)
+        if command == "simulate":
+            return _simulate(rest)
+    except DtwinError as exc:
+        print(f"dtwin {command}: error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"dtwin: unknown command {command!r}; the commands are fit, validate, test, predict, list, info, "
+        "simulate (dtwin --help)",
+        file=sys.stderr,
+    )
+    return 2
+
+
+# --------------------------------------------------------------------------------------------
+# fit | validate | test | predict
+
+
+def _resolve(slot: str, value: str) -> str:
+    """A registry name (or class path) for --model / --data -> a class path jsonargparse imports."""
+    from dtwin import registry
+
+    if "." in value or ":" in value or value.startswith(("{", "[")) or os.path.exists(value):
+        return value
+    kind = _KIND_OF[slot]
+    if kind is None:
+        kinds = [k for k in registry.MODEL_KINDS if value in registry.names(k)]
+        if not kinds:
+            available = {k: registry.names(k) for k in registry.MODEL_KINDS}
+            shown = "; ".join(f"{k}: {', '.join(v) or '-'}" for k, v in available.items())
+            raise registry.UnknownPluginError(
+                f"no model plugin named {value!r} ({shown}). A full class path (module.Class) also works."
+            )
+        kind = kinds[0]
+    registry.load(kind, value)  # import now: a broken plugin fails here with a clear message
+    return registry.resolve_class_path(kind, value)
+
+
+def _resolve_config(path: str, tmpdir: str) -> str:
+    import yaml
+
+    with open(path) as fh:
+        config = yaml.safe_load(fh) or {}
+    changed = False
+    for slot in ("model", "data"):
+        entry = config.get(slot) if isinstance(config, dict) else None
+        if isinstance(entry, str):
+            config[slot] = {"class_path": _resolve(slot, entry)}
+            changed = True
+        elif isinstance(entry, dict) and isinstance(entry.get("class_path"), str):
+            resolved = _resolve(slot, entry["class_path"])
+            changed |= resolved != entry["class_path"]
+            entry["class_path"] = resolved
+    if not changed:
+        return path
+    out = Path(tmpdir) / Path(path).name
+    with open(out, "w") as fh:
+        yaml.safe_dump(config, fh, sort_keys=False)
+    return str(out)
+
+
+def _rewrite_args(args: list[str], tmpdir: str) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        key, eq, value = arg.partition("=")
+        slot = _NAMED.get(key) or (
+            "model" if key == "--model.class_path" else "data" if key == "--data.class_path" else None
+        )
+        is_config = key in ("--config", "-c")
+        if (slot or is_config) and not eq and i + 1 < len(args):
+            value, i = args[i + 1], i + 1
+        if slot and value:
+            out.append(f"{key}={_resolve(slot, value)}")
+        elif is_config and value:
+            out.append(f"--config={_resolve_config(value, tmpdir)}")
+        else:
+            out.append(arg)
+        i += 1
+    return out
+
+
+def _cli_class():
+    from lightning.pytorch.cli import LightningCLI
+
+    class DtwinCLI(LightningCLI):
+        """LightningCLI where ``--ckpt_path last`` means the newest last.ckpt of any earlier run
+        under the run root (Lightning alone looks only in the new run's version folder)."""
+
+        def before_instantiate_classes(self) -> None:
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            if config.get("ckpt_path") != "last":
+                return
+            root = Path(config.trainer.default_root_dir or "runs")
+            found = sorted(root.glob("**/last*.ckpt"), key=lambda p: p.stat().st_mtime)
+            if found:
+                config.ckpt_path = str(found[-1])
+                print(f"dtwin: resuming from {found[-1]}", file=sys.stderr)
+            else:
+                print(
+                    f"dtwin: --ckpt_path last: no last.ckpt under {root}/; starting from scratch",
+                    file=sys.stderr,
+                )
+                config.ckpt_path = None
+
+    return DtwinCLI
+
+
+def _lightning(command: str, args: list[str]) -> int:
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from dtwin import registry
+    from dtwin.callbacks import MetricsJSON
+
+    broken = [row for row in registry.autoload() if row.status != "ok"]
+    for row in broken:
+        print(
+            f"dtwin: warning: plugin {row.spec.name!r} ({row.spec.kind}, {row.spec.origin}) is {row.status}: "
+            f"{row.error.splitlines()[0] if row.error else ''}",
+            file=sys.stderr,
+        )
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    with tempfile.TemporaryDirectory(prefix="dtwin-cli-") as tmpdir:
+        # LightningCLI (and Lightning's DDP launcher, which re-runs this command in each
+        # process) read sys.argv: hand them the arguments with plugin names resolved
+        sys.argv[1:] = [command, *_rewrite_args(args, tmpdir)]
+        _cli_class()(
+            L.LightningModule,
+            L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            trainer_defaults={
+                "default_root_dir": "runs",
+                "callbacks": [ModelCheckpoint(save_last=True), MetricsJSON()],
+            },
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={
+                "prog": "dtwin",
+                "description": "dtwin: --model and --data take plugin names (dtwin list) or class paths.",
+            },
+        )
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# list, info
+
+
+def _list(args: list[str]) -> int:
+    from dtwin import registry
+
+    parser = argparse.ArgumentParser(prog="dtwin list", description="List the installed dtwin plugins.")
+    parser.add_argument("--kind", choices=list(registry.GROUPS), help="only this kind")
+    parser.add_argument("--verbose", "-v", action="store_true", help="show the full error of broken plugins")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    opts = parser.parse_args(args)
+    rows = registry.status(opts.kind)
+    if opts.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "kind": r.spec.kind,
+                        "name": r.spec.name,
+                        "distribution": r.spec.distribution,
+                        "version": r.spec.version,
+                        "target": r.spec.value,
+                        "status": r.status,
+                        "error": r.error,
+                    }
+                    for r in rows
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    if not rows:
+        print("no dtwin plugins are installed")
+        return 0
+    table = [("KIND", "NAME", "DISTRIBUTION", "VERSION", "STATUS", "TARGET")]
+    table += [
+        (r.spec.kind, r.spec.name, r.spec.distribution, r.spec.version, r.status, r.spec.value) for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for r in rows:
+        if r.error:
+            detail = r.error if opts.verbose else r.error.splitlines()[0]
+            print(f"\n{r.spec.kind}/{r.spec.name} ({r.status}): {detail}")
+    if any(r.error for r in rows) and not opts.verbose:
+        print("\n(dtwin list --verbose shows full tracebacks)")
+    return 0
+
+
+def info_dict() -> dict[str, Any]:
+    import lightning
+    import torch
+
+    import dtwin
+    from dtwin import ops
+
+    build = ops.build_info()
+    kernels = {}
+    for op in ("hh_simulate",):
+        kernels[op] = [dev for dev in ("cpu", "cuda") if ops.has_kernel(op, dev)]
+    return {
+        "dtwin": dtwin.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "cuda_available": torch.cuda.is_available(),
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        "lightning": lightning.__version__,
+        "extension": "loaded" if ops.extension_loaded() else f"missing ({ops.extension_error()})",
+        "cpu_simd": build.get("cpu_simd"),
+        "openmp": build.get("openmp"),
+        "cuda_compiled": build.get("cuda"),
+        "cuda_archs": build.get("cuda_archs"),
+        "compiler": build.get("compiler"),
+        "threads": torch.get_num_threads(),
+        "backend": os.environ.get("DTWIN_BACKEND", "auto"),
+        "kernels": kernels,
+    }
+
+
+def _info(args: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dtwin info", description="Versions and what dtwin._C was built with."
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    opts = parser.parse_args(args)
+    info = info_dict()
+    if opts.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    width = max(map(len, info))
+    for key, value in info.items():
+        if key == "kernels":
+            value = "; ".join(f"{op}: {', '.join(devs) or 'reference only'}" for op, devs in value.items())
+        print(f"{key.ljust(width)}  {value}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# simulate
+
+
+def _simulate(args: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dtwin simulate",
+        description="Run a twin and save its trajectories (a .pt file of tensors) with a PNG of a few "
+        "of them.",
+    )
+    sub = parser.add_subparsers(dest="twin", required=True, metavar="TWIN")
+    p = sub.add_parser(
+        "hh",
+        help="Hodgkin-Huxley neurons driven by the paper's input families",
+        description="Simulate N Hodgkin-Huxley neurons (SPECS.md section 1) and save t, the inputs "
+        "and V (mV) at the output grid.",
+    )
+    p.add_argument("--n", type=int, default=2000, help="number of neurons (default 2000)")
+    p.add_argument(
+        "--out", required=True, help="output file (.pt); a PNG of a few traces is written beside it"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the input draw (default 0)")
+    p.add_argument(
+        "--family",
+        choices=("pulse", "train", "smooth"),
+        default="pulse",
+        help="inputs: the paper's single pulse, random pulse trains, smooth random waveforms",
+    )
+    p.add_argument("--points", type=int, default=500, help="output grid points on [0, t_end] (default 500)")
+    p.add_argument("--t-end", type=float, default=100.0, help="horizon in ms (default 100)")
+    p.add_argument(
+        "--method", default="default", help="rush_larsen, rk4, dopri5 or default (dopri5, rtol 1e-5)"
+    )
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    opts = parser.parse_args(args)
+    if opts.n < 1:
+        parser.error(f"--n must be >= 1, got {opts.n}")
+    import torch
+
+    from dtwin.data.hh import generate_hh_dataset
+
+    out = Path(opts.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = generate_hh_dataset(
+        opts.n,
+        seed=opts.seed,
+        n_points=opts.points,
+        t_end=opts.t_end,
+        family=opts.family,
+        method=opts.method,
+        chunk=256,
+        progress=True,
+    )
+    torch.save(data, out)
+    print(f"wrote {out} ({opts.n} neurons x {opts.points} points: {', '.join(data)})")
+    if not opts.no_plot:
+        png = out.with_suffix(".png")
+        _plot_traces(data, png)
+        print(f"wrote {png}")
+    return 0
+
+
+def _plot_traces(data: dict, path: Path, n: int = 6) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = data["t"].numpy()
+    k = min(n, data["V"].shape[0])
+    fig, axes = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    for i in range(k):
+        axes[0].plot(t, data["V"][i].numpy(), lw=1)
+        axes[1].plot(t, data["current"][i].numpy(), lw=1)
+    axes[0].set_ylabel("V (mV)")
+    axes[1].set_ylabel("I (uA/cm$^2$)")
+    axes[1].set_xlabel("t (ms)")
+    axes[0].set_title(f"Hodgkin-Huxley twin: {k} of {data['V'].shape[0]} simulated neurons")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,3 @@
+"""nn.Modules built on dtwin's ops, for plugins to compose."""
+
+__all__: list[str] = []
