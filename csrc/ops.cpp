@@ -15,6 +15,16 @@ TORCH_LIBRARY(dtwin, m) {
       "hh_simulate(Tensor t_out, Tensor params, Tensor y0, Tensor? pulses, Tensor? current, "
       "Tensor? t_current, str input, str method, float dt, float rtol, float atol, int max_steps, "
       "bool all_states, bool sensitivities) -> (Tensor, Tensor, Tensor)");
+  // Spectral convolution (FNO layer), dtwin/ops/spectral.py documents the arguments.
+  // Each returns the output and the retained modes of x, [2, R, B, Cin, M2], for its backward.
+  m.def("spectral_conv1d(Tensor x, Tensor weight, int? out_len, str algorithm) -> (Tensor, Tensor)");
+  m.def(
+      "spectral_conv1d_backward(Tensor grad, int[] x_size, Tensor weight, Tensor modes, str algorithm, "
+      "bool need_x, bool need_w) -> (Tensor, Tensor)");
+  m.def("spectral_conv2d(Tensor x, Tensor weight, int[]? out_shape, str algorithm) -> (Tensor, Tensor)");
+  m.def(
+      "spectral_conv2d_backward(Tensor grad, int[] x_size, Tensor weight, Tensor modes, str algorithm, "
+      "bool need_x, bool need_w) -> (Tensor, Tensor)");
   // What this build of dtwin._C contains, as JSON (read by `dtwin info`).
   m.def("build_info() -> str", &dtwin::build_info);
 }
