@@ -6,6 +6,12 @@ else to its reference (``DTWIN_BACKEND`` overrides; see :mod:`dtwin.ops._library
 
 from dtwin.ops._library import backend, build_info, extension_error, extension_loaded, has_kernel
 from dtwin.ops.hh import hh_simulate, hh_simulate_reference
+from dtwin.ops.spectral import (
+    spectral_conv1d,
+    spectral_conv1d_reference,
+    spectral_conv2d,
+    spectral_conv2d_reference,
+)
 
 __all__ = [
     "backend",
@@ -15,4 +21,8 @@ __all__ = [
     "has_kernel",
     "hh_simulate",
     "hh_simulate_reference",
+    "spectral_conv1d",
+    "spectral_conv1d_reference",
+    "spectral_conv2d",
+    "spectral_conv2d_reference",
 ]

@@ -20,6 +20,7 @@ from dtwin.errors import BackendUnavailableError
 _DISPATCH_KEYS = {"cpu": "CPU", "cuda": "CUDA"}
 _BACKENDS = ("auto", "reference", "compiled")
 _warned: set[tuple[str, str]] = set()
+_registered: list[str] = []
 _extension_error: str | None = None
 
 try:
@@ -90,12 +91,18 @@ def register(
     setup_context: Callable[..., Any] | None = None,
 ) -> None:
     """Attach the Python parts of ``dtwin::op`` (fake kernel, autograd) when it is compiled."""
+    _registered.append(op)
     if not extension_loaded():
         return
     name = f"dtwin::{op}"
     torch.library.register_fake(name)(fake)
     if backward is not None:
         torch.library.register_autograd(name, backward, setup_context=setup_context)
+
+
+def registered_ops() -> list[str]:
+    """The dtwin ops that have a Python face (backward ops included)."""
+    return list(_registered)
 
 
 def build_info() -> dict[str, Any]:

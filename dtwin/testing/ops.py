@@ -121,12 +121,14 @@ class OpTestBase:
         ]
         return self.tolerances[dtypes[0] if dtypes else torch.float64]
 
-    def opcheck_samples(self) -> Sequence[tuple[tuple, dict]]:
-        """(args, kwargs) of the registered op ``torch.ops.dtwin.<op>`` for opcheck."""
+    def opcheck_samples(self) -> Sequence[tuple[str, tuple, dict]]:
+        """(op name, args, kwargs) for ``torch.library.opcheck(torch.ops.dtwin.<name>, ...)``: the
+        op itself and any companion ops (its backward)."""
         return []
 
     def gradcheck_samples(self) -> Sequence[tuple[Any, tuple[Tensor, ...]]]:
-        """(function, float64 inputs requiring grad) for gradcheck; empty when no backward."""
+        """(function, float64 or complex128 inputs requiring grad) for gradcheck; empty when no
+        backward."""
         return []
 
     # ---- the tests ----------------------------------------------------------------------------
@@ -162,15 +164,18 @@ class OpTestBase:
         if not _library.extension_loaded():
             pytest.skip(f"dtwin._C is not built: {_library.extension_error()}")
         cases = self.opcheck_samples()
-        assert cases, f"{type(self).__name__} gives no opcheck samples"
-        target = getattr(torch.ops.dtwin, self.op).default
-        for args, kwargs in cases:
-            torch.library.opcheck(target, args, kwargs)
+        assert any(name == self.op for name, _, _ in cases), (
+            f"{type(self).__name__} gives no opcheck sample of {self.op}"
+        )
+        for name, args, kwargs in cases:
+            torch.library.opcheck(getattr(torch.ops.dtwin, name).default, args, kwargs)
 
     def test_gradcheck(self) -> None:
         cases = self.gradcheck_samples()
         if not cases:
             pytest.skip(f"{self.op} has no backward")
         for fn, inputs in cases:
-            assert all(x.dtype == torch.float64 for x in inputs), "gradcheck inputs must be float64"
+            assert all(x.dtype in (torch.float64, torch.complex128) for x in inputs), (
+                "gradcheck inputs must be float64 or complex128"
+            )
             assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4)

@@ -100,8 +100,11 @@ class TestHHSimulate(OpTestBase):
         tc = torch.linspace(-1, 4, 11, dtype=torch.float64)
         cur = torch.linspace(0, 10, 33, dtype=torch.float64).reshape(3, 11)
         p_grad = params.clone().requires_grad_()
+        op = "hh_simulate"
+        common = (1e-6, 1e-6)
         return [
             (
+                op,
                 (
                     t,
                     p_grad,
@@ -112,8 +115,7 @@ class TestHHSimulate(OpTestBase):
                     "pulses",
                     "rk4",
                     0.05,
-                    1e-6,
-                    1e-6,
+                    *common,
                     1000,
                     False,
                     True,
@@ -121,6 +123,7 @@ class TestHHSimulate(OpTestBase):
                 {},
             ),
             (
+                op,
                 (
                     t,
                     params,
@@ -131,8 +134,7 @@ class TestHHSimulate(OpTestBase):
                     "pulses",
                     "rush_larsen",
                     0.02,
-                    1e-6,
-                    1e-6,
+                    *common,
                     1000,
                     True,
                     False,
@@ -140,6 +142,7 @@ class TestHHSimulate(OpTestBase):
                 {},
             ),
             (
+                op,
                 (
                     t.float(),
                     params.float(),
@@ -150,15 +153,14 @@ class TestHHSimulate(OpTestBase):
                     "linear",
                     "dopri5",
                     0.05,
-                    1e-6,
-                    1e-6,
+                    *common,
                     10000,
                     True,
                     False,
                 ),
                 {},
             ),
-            ((t, p_grad, y0, None, cur, tc, "previous", "rk4", 0.05, 1e-6, 1e-6, 1000, False, True), {}),
+            (op, (t, p_grad, y0, None, cur, tc, "previous", "rk4", 0.05, *common, 1000, False, True), {}),
         ]
 
     def gradcheck_samples(self):
