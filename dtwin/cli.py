@@ -159,7 +159,7 @@ def _cli_class():
             found = sorted(root.glob("**/last*.ckpt"), key=lambda p: p.stat().st_mtime)
             if found:
                 config.ckpt_path = str(found[-1])
-                print(f"dtwin: resuming from {found[-1]}", file=sys.stderr)
+                print(f"dtwin: --ckpt_path last: {found[-1]}", file=sys.stderr)
             else:
                 print(
                     f"dtwin: --ckpt_path last: no last.ckpt under {root}/; starting from scratch",
@@ -175,7 +175,7 @@ def _lightning(command: str, args: list[str]) -> int:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from dtwin import registry
-    from dtwin.callbacks import MetricsJSON
+    from dtwin.callbacks import MetricsJSON, OperatorReport
 
     broken = [row for row in registry.autoload() if row.status != "ok"]
     for row in broken:
@@ -196,7 +196,7 @@ def _lightning(command: str, args: list[str]) -> int:
             subclass_mode_data=True,
             trainer_defaults={
                 "default_root_dir": "runs",
-                "callbacks": [ModelCheckpoint(save_last=True), MetricsJSON()],
+                "callbacks": [ModelCheckpoint(save_last=True), MetricsJSON(), OperatorReport()],
             },
             save_config_kwargs={"overwrite": True},
             parser_kwargs={
@@ -266,9 +266,10 @@ def info_dict() -> dict[str, Any]:
     from dtwin import ops
 
     build = ops.build_info()
-    kernels = {}
-    for op in ("hh_simulate",):
-        kernels[op] = [dev for dev in ("cpu", "cuda") if ops.has_kernel(op, dev)]
+    from dtwin.ops import _library
+
+    devices = ("cpu", "cuda")
+    kernels = {op: [dev for dev in devices if ops.has_kernel(op, dev)] for op in _library.registered_ops()}
     return {
         "dtwin": dtwin.__version__,
         "python": platform.python_version(),

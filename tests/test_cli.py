@@ -101,7 +101,7 @@ def test_fit_then_resume_then_test(template_plugin, tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     second = run_dtwin("fit", *common, "--trainer.max_epochs", "2", "--ckpt_path", "last", env=env)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "resuming from" in second.stderr
+    assert "--ckpt_path last: " in second.stderr
     metrics = sorted(tmp_path.glob("**/metrics.json"))
     fit = json.loads(metrics[-1].read_text())["fit"]
     assert fit["epoch"] == 2 and fit["global_step"] == 8  # 4 steps per epoch, the first epoch restored
@@ -110,6 +110,15 @@ def test_fit_then_resume_then_test(template_plugin, tmp_path):
     assert test.returncode == 0, test.stderr[-3000:]
     result = json.loads(sorted(tmp_path.glob("**/metrics.json"), key=os.path.getmtime)[-1].read_text())
     assert 0 < result["test"]["metrics"]["test/rel_l2"] < 1
+    # the operator report: per-sample errors over the 8 test samples and the figure
+    run_dir = sorted(tmp_path.glob("**/report.json"), key=os.path.getmtime)[-1].parent
+    report = json.loads((run_dir / "report.json").read_text())
+    assert (
+        report["samples"] == 8
+        and abs(report["rel_l2_mean"] - result["test"]["metrics"]["test/rel_l2"]) < 1e-5
+    )
+    assert (run_dir / "predictions.png").stat().st_size > 20_000
+    assert "dtwin: test relative L2" in test.stdout
 
 
 def test_config_file_takes_plugin_names(template_plugin, tmp_path):

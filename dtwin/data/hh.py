@@ -142,6 +142,9 @@ class HHDataModule(L.LightningDataModule):
             raise ValueError(f"HHDataModule: batch_size must be >= 1, got {batch_size}")
         self.save_hyperparameters()
         self.datasets: dict[str, TensorDictDataset] = {}
+        # what reports and plots call the grid and the target
+        self.grid_label, self.target_label = "t (ms)", "V (mV)"
+        self.grid: Tensor | None = None
 
     def _config(self) -> dict[str, Any]:
         hp = self.hparams
@@ -200,6 +203,7 @@ class HHDataModule(L.LightningDataModule):
             for name, (a, b) in bounds.items()
         }
         self.raw = raw
+        self.grid = raw["t"]
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if not self.datasets:
