@@ -25,6 +25,25 @@ TORCH_LIBRARY(dtwin, m) {
   m.def(
       "spectral_conv2d_backward(Tensor grad, int[] x_size, Tensor weight, Tensor modes, str algorithm, "
       "bool need_x, bool need_w) -> (Tensor, Tensor)");
+  // Discrete wavelet transforms in PyWavelets' conventions and the WNO layer (dtwin/ops/wavelet.py);
+  // filters = [4, F]: dec_lo, dec_hi, rec_lo, rec_hi of pywt.Wavelet.
+  m.def("dwt1d(Tensor x, Tensor filters, int level, str mode) -> Tensor[]");
+  m.def("dwt1d_backward(Tensor?[] grads, Tensor filters, int level, str mode, int length) -> Tensor");
+  m.def("idwt1d(Tensor[] coeffs, Tensor filters, str mode) -> Tensor");
+  m.def("idwt1d_backward(Tensor grad, int[] lengths, Tensor filters, str mode) -> Tensor[]");
+  m.def("dwt2d(Tensor x, Tensor filters, int level, str mode) -> Tensor[]");
+  m.def("dwt2d_backward(Tensor?[] grads, Tensor filters, int level, str mode, int height, int width) -> Tensor");
+  m.def("idwt2d(Tensor[] coeffs, Tensor filters, str mode) -> Tensor");
+  m.def("idwt2d_backward(Tensor grad, int[] shapes, Tensor filters, str mode) -> Tensor[]");
+  // The WNO layer; returns the output and the coarsest coefficients of x for its backward.
+  m.def("wavelet_conv1d(Tensor x, Tensor weight, Tensor filters, int level, str mode) -> (Tensor, Tensor)");
+  m.def(
+      "wavelet_conv1d_backward(Tensor grad, Tensor weight, Tensor coarse, Tensor filters, int level, str mode, "
+      "bool need_x, bool need_w) -> (Tensor, Tensor)");
+  m.def("wavelet_conv2d(Tensor x, Tensor weight, Tensor filters, int level, str mode) -> (Tensor, Tensor)");
+  m.def(
+      "wavelet_conv2d_backward(Tensor grad, Tensor weight, Tensor coarse, Tensor filters, int level, str mode, "
+      "bool need_x, bool need_w) -> (Tensor, Tensor)");
   // What this build of dtwin._C contains, as JSON (read by `dtwin info`).
   m.def("build_info() -> str", &dtwin::build_info);
 }

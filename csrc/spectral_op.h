@@ -8,7 +8,7 @@
 //   1D: y = irfft(pad(einsum('bix,iox->box', rfft(x)[..., :M], w)), n=out_len)
 //   2D: rows [:M1] and [-M1:] of dim -2 and columns [:M2] of rfft2(x) are mixed; the inverse puts
 //       them back at rows [:M1] and [-M1:] of an out_shape grid: y = irfft2(..., s=out_shape).
-// Both paths compute it exactly up to rounding; "auto" picks the cheaper (spectral.h).
+// Both paths compute it exactly up to rounding; "auto" picks the cheaper (dft_is_cheaper).
 #pragma once
 
 #include <ATen/Functions.h>
@@ -24,24 +24,24 @@
 #include <tuple>
 #include <vector>
 
-#include "dtwin/spectral.h"
+#include "mix_op.h"
 
 namespace dtwin {
 namespace spectral {
 
-// One mixing call; the device kernel (MixFn) reads `in` and writes `out` through their strides.
-struct MixCall {
-  MixShape shape;
-  at::Tensor in;  // [b, j, m1, m2], read through in_s (element strides of its real dtype)
-  ComplexStrides in_s;
-  bool conj_in;
-  at::Tensor w;  // [j, n, m1, m2] through w_s (`b` is the j stride, `j` the n stride)
-  ComplexStrides w_s;
-  bool conj_w;
-  at::Tensor out;  // [b, n, m1, m2] through out_s (its `j` stride is the one of n)
-  ComplexStrides out_s;
-};
-using MixFn = void (*)(const MixCall&);
+using mix::Strides;
+using MixFn = mix::Fn;
+
+// Which transform is cheaper for one axis: a truncated DFT as a matrix product costs about
+// 2 * modes multiply-adds per grid point, an FFT about c log2(n). Measured forward+backward on a
+// 2-core AVX-512 CPU with MKL (bench/test_spectral.py, test_dft_vs_fft): the DFT wins up to
+// 2 * modes ~ 4 log2(n), and at every mode count on grids of 64 points or fewer. Both give the
+// same result to rounding.
+inline bool dft_is_cheaper(int64_t n, int64_t modes_times_two) {
+  int64_t log2n = 0;
+  while ((int64_t(1) << (log2n + 1)) <= n) ++log2n;
+  return n <= 64 || modes_times_two <= 4 * log2n;
+}
 
 inline bool is_reduced(at::ScalarType t) { return t == at::kHalf || t == at::kBFloat16; }
 
@@ -177,10 +177,7 @@ inline void check_inputs(const at::Tensor& x, const at::Tensor& weight, int64_t 
 // the mixing kernel reads and writes such views, so each transform leaves its result in the
 // layout that suits its GEMM and nothing is permuted for the mixing.
 
-struct Modes {
-  at::Tensor t;
-  ComplexStrides s;
-};
+using Modes = mix::View;
 
 // The canonical layout [2 (re, im), R, B, C, M2]: what the 2D DFT produces, what the forward op
 // returns for the backward to use (the retained modes of x).
@@ -202,8 +199,8 @@ inline Modes weight_modes(const at::Tensor& weight, bool transpose) {
   at::Tensor r = at::view_as_real(weight.resolve_conj());
   const bool two_d = weight.dim() == 4;
   const int64_t m1 = two_d ? r.stride(2) : 0, m2 = r.stride(two_d ? 3 : 2);
-  return {r, transpose ? ComplexStrides{r.stride(1), r.stride(0), m1, m2, r.stride(-1)}
-                       : ComplexStrides{r.stride(0), r.stride(1), m1, m2, r.stride(-1)}};
+  return {r, transpose ? Strides{r.stride(1), r.stride(0), m1, m2, r.stride(-1)}
+                       : Strides{r.stride(0), r.stride(1), m1, m2, r.stride(-1)}};
 }
 
 // ---- geometry -------------------------------------------------------------------------------
@@ -333,9 +330,9 @@ inline at::Tensor place_rows(const at::Tensor& Y, const Geometry& g, int64_t Hn,
 
 // ---- forward and backward ---------------------------------------------------------------------
 
-inline void mix(MixFn fn, const MixShape& shape, const Modes& in, bool conj_in, const Modes& w, bool conj_w,
+inline void mix(MixFn fn, const mix::Shape& shape, const Modes& in, bool conj_in, const Modes& w, bool conj_w,
                 const Modes& out) {
-  fn(MixCall{shape, in.t, in.s, conj_in, w.t, w.s, conj_w, out.t, out.s});
+  fn(mix::Call{shape, in, conj_in, w, conj_w, out});
 }
 
 // Returns y and the retained modes of x in the canonical layout [2, R, B, Cin, M2] (for the backward).

@@ -7,6 +7,7 @@
 
 #include "../hh_op.h"
 #include "../spectral_op.h"
+#include "../wavelet_op.h"
 #include "launch.h"
 
 namespace dtwin {
@@ -43,56 +44,182 @@ MixDtype mix_dtype(at::ScalarType t) {
   }
 }
 
-void spectral_mix(const spectral::MixCall& c) {
-  TORCH_CHECK(c.in.scalar_type() == c.out.scalar_type(), "spectral mix: in and out dtypes differ");
+void mix_cuda(const mix::Call& c) {
+  TORCH_CHECK(c.in.t.scalar_type() == c.out.t.scalar_type(), "mix (CUDA): in and out dtypes differ");
   MixArgs a;
   a.shape = c.shape;
-  a.in = c.in.data_ptr();
-  a.in_s = c.in_s;
+  a.in = c.in.t.data_ptr();
+  a.in_s = c.in.s;
   a.conj_in = c.conj_in;
-  a.w = c.w.data_ptr();
-  a.w_s = c.w_s;
+  a.w = c.w.t.data_ptr();
+  a.w_s = c.w.s;
   a.conj_w = c.conj_w;
-  a.out = c.out.data_ptr();
-  a.out_s = c.out_s;
-  a.dtype = mix_dtype(c.in.scalar_type());
-  a.w_dtype = mix_dtype(c.w.scalar_type());
-  TORCH_CHECK(a.w_dtype == a.dtype || a.w_dtype == MixDtype::kFloat, "spectral mix (CUDA): w of dtype ",
-              c.w.scalar_type(), " with inputs of ", c.in.scalar_type());
-  const cudaError_t err = spectral_mix_launch(a, c10::cuda::getCurrentCUDAStream());
-  TORCH_CHECK(err == cudaSuccess, "spectral mix: CUDA kernel launch failed: ", cudaGetErrorString(err));
+  a.out = c.out.t.data_ptr();
+  a.out_s = c.out.s;
+  a.dtype = mix_dtype(c.in.t.scalar_type());
+  a.w_dtype = mix_dtype(c.w.t.scalar_type());
+  TORCH_CHECK(a.w_dtype == a.dtype || a.w_dtype == MixDtype::kFloat, "mix (CUDA): w of dtype ", c.w.t.scalar_type(),
+              " with inputs of ", c.in.t.scalar_type());
+  const cudaError_t err = mix_launch(a, c10::cuda::getCurrentCUDAStream());
+  TORCH_CHECK(err == cudaSuccess, "mix: CUDA kernel launch failed: ", cudaGetErrorString(err));
 }
 
 std::tuple<at::Tensor, at::Tensor> spectral_conv1d_cuda(const at::Tensor& x, const at::Tensor& weight, std::optional<int64_t> out_len,
                                 c10::string_view algorithm) {
   const c10::cuda::CUDAGuard guard(x.device());
-  return spectral::spectral_conv1d(&spectral_mix, x, weight, out_len, algorithm);
+  return spectral::spectral_conv1d(&mix_cuda, x, weight, out_len, algorithm);
 }
 
 std::tuple<at::Tensor, at::Tensor> spectral_conv1d_backward_cuda(const at::Tensor& grad, at::IntArrayRef x_size,
                                                                  const at::Tensor& weight, const at::Tensor& modes, c10::string_view algorithm,
                                                                  bool need_x, bool need_w) {
   const c10::cuda::CUDAGuard guard(weight.device());
-  return spectral::spectral_conv1d_backward(&spectral_mix, grad, x_size, weight, modes, algorithm, need_x, need_w);
+  return spectral::spectral_conv1d_backward(&mix_cuda, grad, x_size, weight, modes, algorithm, need_x, need_w);
 }
 
 std::tuple<at::Tensor, at::Tensor> spectral_conv2d_cuda(const at::Tensor& x, const at::Tensor& weight, at::OptionalIntArrayRef out_shape,
                                 c10::string_view algorithm) {
   const c10::cuda::CUDAGuard guard(x.device());
-  return spectral::spectral_conv2d(&spectral_mix, x, weight, out_shape, algorithm);
+  return spectral::spectral_conv2d(&mix_cuda, x, weight, out_shape, algorithm);
 }
 
 std::tuple<at::Tensor, at::Tensor> spectral_conv2d_backward_cuda(const at::Tensor& grad, at::IntArrayRef x_size,
                                                                  const at::Tensor& weight, const at::Tensor& modes, c10::string_view algorithm,
                                                                  bool need_x, bool need_w) {
   const c10::cuda::CUDAGuard guard(weight.device());
-  return spectral::spectral_conv2d_backward(&spectral_mix, grad, x_size, weight, modes, algorithm, need_x, need_w);
+  return spectral::spectral_conv2d_backward(&mix_cuda, grad, x_size, weight, modes, algorithm, need_x, need_w);
+}
+
+// ---- wavelet primitives ------------------------------------------------------------------------
+
+WaveletSignals signals(const wavelet::View* v) {
+  if (v == nullptr) return {nullptr, 0, 0, 0, 0};
+  return {v->t.data_ptr(), v->sa, v->sb, v->st, v->len};
+}
+
+void wavelet_run(WaveletOp op, wavelet::Batch bt, const wavelet::View* in0, const wavelet::View* in1,
+                 const wavelet::View* out0, const wavelet::View* out1, const at::Tensor& f0, const at::Tensor& f1,
+                 int mode) {
+  const at::Tensor& ref = out0 ? out0->t : out1->t;
+  TORCH_CHECK(ref.scalar_type() == at::kFloat || ref.scalar_type() == at::kDouble,
+              "wavelet (CUDA): float32 or float64, got ", ref.scalar_type());
+  WaveletArgs a;
+  a.op = op;
+  a.na = bt.na;
+  a.nb = bt.nb;
+  a.in[0] = signals(in0);
+  a.in[1] = signals(in1);
+  a.out[0] = signals(out0);
+  a.out[1] = signals(out1);
+  a.f[0] = f0.data_ptr();
+  a.f[1] = f1.data_ptr();
+  a.F = f0.numel();
+  a.mode = mode;
+  a.dbl = ref.scalar_type() == at::kDouble;
+  const cudaError_t err = wavelet_launch(a, c10::cuda::getCurrentCUDAStream());
+  TORCH_CHECK(err == cudaSuccess, "wavelet: CUDA kernel launch failed: ", cudaGetErrorString(err));
+}
+
+void analysis_cuda(wavelet::Batch bt, const wavelet::View& x, const wavelet::View* lo, const wavelet::View* hi,
+                   const at::Tensor& f_lo, const at::Tensor& f_hi, int mode) {
+  wavelet_run(WaveletOp::kAnalysis, bt, &x, nullptr, lo, hi, f_lo, f_hi, mode);
+}
+void analysis_adjoint_cuda(wavelet::Batch bt, const wavelet::View* g_lo, const wavelet::View* g_hi,
+                           const wavelet::View& out, const at::Tensor& f_lo, const at::Tensor& f_hi, int mode) {
+  wavelet_run(WaveletOp::kAnalysisAdjoint, bt, g_lo, g_hi, &out, nullptr, f_lo, f_hi, mode);
+}
+void synthesis_cuda(wavelet::Batch bt, const wavelet::View* a, const wavelet::View* d, const wavelet::View& out,
+                    const at::Tensor& g_lo, const at::Tensor& g_hi, int mode) {
+  wavelet_run(WaveletOp::kSynthesis, bt, a, d, &out, nullptr, g_lo, g_hi, mode);
+}
+void synthesis_adjoint_cuda(wavelet::Batch bt, const wavelet::View& g, const wavelet::View* ga,
+                            const wavelet::View* gd, const at::Tensor& g_lo, const at::Tensor& g_hi, int mode) {
+  wavelet_run(WaveletOp::kSynthesisAdjoint, bt, &g, nullptr, ga, gd, g_lo, g_hi, mode);
+}
+
+const wavelet::Kernels kWavelet{&analysis_cuda, &analysis_adjoint_cuda, &synthesis_cuda, &synthesis_adjoint_cuda};
+
+std::vector<at::Tensor> dwt1d_cuda(const at::Tensor& x, const at::Tensor& filters, int64_t level,
+                                   c10::string_view mode) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  return wavelet::dwt1d_op(kWavelet, x, filters, level, mode);
+}
+at::Tensor dwt1d_backward_cuda(const c10::List<std::optional<at::Tensor>>& grads, const at::Tensor& filters,
+                               int64_t level, c10::string_view mode, int64_t length) {
+  const c10::cuda::CUDAGuard guard(filters.device());
+  return wavelet::dwt1d_backward_op(kWavelet, grads, filters, level, mode, length);
+}
+at::Tensor idwt1d_cuda(at::TensorList coeffs, const at::Tensor& filters, c10::string_view mode) {
+  const c10::cuda::CUDAGuard guard(filters.device());
+  return wavelet::idwt1d_op(kWavelet, coeffs, filters, mode);
+}
+std::vector<at::Tensor> idwt1d_backward_cuda(const at::Tensor& grad, at::IntArrayRef lengths,
+                                             const at::Tensor& filters, c10::string_view mode) {
+  const c10::cuda::CUDAGuard guard(grad.device());
+  return wavelet::idwt1d_backward_op(kWavelet, grad, lengths, filters, mode);
+}
+std::vector<at::Tensor> dwt2d_cuda(const at::Tensor& x, const at::Tensor& filters, int64_t level,
+                                   c10::string_view mode) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  return wavelet::dwt2d_op(kWavelet, x, filters, level, mode);
+}
+at::Tensor dwt2d_backward_cuda(const c10::List<std::optional<at::Tensor>>& grads, const at::Tensor& filters,
+                               int64_t level, c10::string_view mode, int64_t height, int64_t width) {
+  const c10::cuda::CUDAGuard guard(filters.device());
+  return wavelet::dwt2d_backward_op(kWavelet, grads, filters, level, mode, height, width);
+}
+at::Tensor idwt2d_cuda(at::TensorList coeffs, const at::Tensor& filters, c10::string_view mode) {
+  const c10::cuda::CUDAGuard guard(filters.device());
+  return wavelet::idwt2d_op(kWavelet, coeffs, filters, mode);
+}
+std::vector<at::Tensor> idwt2d_backward_cuda(const at::Tensor& grad, at::IntArrayRef shapes,
+                                             const at::Tensor& filters, c10::string_view mode) {
+  const c10::cuda::CUDAGuard guard(grad.device());
+  return wavelet::idwt2d_backward_op(kWavelet, grad, shapes, filters, mode);
+}
+std::tuple<at::Tensor, at::Tensor> wavelet_conv1d_cuda(const at::Tensor& x, const at::Tensor& weight,
+                                                       const at::Tensor& filters, int64_t level, c10::string_view mode) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  return wavelet::wavelet_conv_op(kWavelet, x, weight, filters, level, mode, false);
+}
+std::tuple<at::Tensor, at::Tensor> wavelet_conv1d_backward_cuda(const at::Tensor& grad, const at::Tensor& weight,
+                                                                const at::Tensor& coarse, const at::Tensor& filters,
+                                                                int64_t level, c10::string_view mode, bool need_x,
+                                                                bool need_w) {
+  const c10::cuda::CUDAGuard guard(grad.device());
+  return wavelet::wavelet_conv_backward_op(kWavelet, grad, weight, coarse, filters, level, mode, false, need_x,
+                                           need_w);
+}
+std::tuple<at::Tensor, at::Tensor> wavelet_conv2d_cuda(const at::Tensor& x, const at::Tensor& weight,
+                                                       const at::Tensor& filters, int64_t level, c10::string_view mode) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  return wavelet::wavelet_conv_op(kWavelet, x, weight, filters, level, mode, true);
+}
+std::tuple<at::Tensor, at::Tensor> wavelet_conv2d_backward_cuda(const at::Tensor& grad, const at::Tensor& weight,
+                                                                const at::Tensor& coarse, const at::Tensor& filters,
+                                                                int64_t level, c10::string_view mode, bool need_x,
+                                                                bool need_w) {
+  const c10::cuda::CUDAGuard guard(grad.device());
+  return wavelet::wavelet_conv_backward_op(kWavelet, grad, weight, coarse, filters, level, mode, true, need_x,
+                                           need_w);
 }
 
 }  // namespace cuda
 }  // namespace dtwin
 
 TORCH_LIBRARY_IMPL(dtwin, CUDA, m) {
+  m.impl("dwt1d", &dtwin::cuda::dwt1d_cuda);
+  m.impl("dwt1d_backward", &dtwin::cuda::dwt1d_backward_cuda);
+  m.impl("idwt1d", &dtwin::cuda::idwt1d_cuda);
+  m.impl("idwt1d_backward", &dtwin::cuda::idwt1d_backward_cuda);
+  m.impl("dwt2d", &dtwin::cuda::dwt2d_cuda);
+  m.impl("dwt2d_backward", &dtwin::cuda::dwt2d_backward_cuda);
+  m.impl("idwt2d", &dtwin::cuda::idwt2d_cuda);
+  m.impl("idwt2d_backward", &dtwin::cuda::idwt2d_backward_cuda);
+  m.impl("wavelet_conv1d", &dtwin::cuda::wavelet_conv1d_cuda);
+  m.impl("wavelet_conv1d_backward", &dtwin::cuda::wavelet_conv1d_backward_cuda);
+  m.impl("wavelet_conv2d", &dtwin::cuda::wavelet_conv2d_cuda);
+  m.impl("wavelet_conv2d_backward", &dtwin::cuda::wavelet_conv2d_backward_cuda);
   m.impl("hh_simulate", &dtwin::cuda::hh_simulate_cuda);
   m.impl("spectral_conv1d", &dtwin::cuda::spectral_conv1d_cuda);
   m.impl("spectral_conv1d_backward", &dtwin::cuda::spectral_conv1d_backward_cuda);

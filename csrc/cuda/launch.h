@@ -5,7 +5,8 @@
 #include <cuda_runtime_api.h>
 
 #include "dtwin/hh_driver.h"
-#include "dtwin/spectral.h"
+#include "dtwin/mix.h"
+#include "dtwin/wavelet.h"
 
 namespace dtwin {
 namespace cuda {
@@ -14,23 +15,43 @@ namespace cuda {
 template <class T>
 cudaError_t hh_simulate_launch(const hh::Problem<T>& problem, int method, cudaStream_t stream);
 
-// Spectral mode mixing (csrc/include/dtwin/spectral.h): `in` and `out` of one dtype, `w` of its
-// own (the complex64 weight, or modes of the input's dtype); float accumulation except for double.
+// Spectral mode mixing (csrc/include/dtwin/mix.h): `in` and `out` of one dtype, `w` of its own
+// (the complex64 weight, or modes of the input's dtype); float accumulation except for double.
 enum class MixDtype : int { kFloat = 0, kDouble = 1, kHalf = 2, kBFloat16 = 3 };
 struct MixArgs {
-  spectral::MixShape shape;
+  mix::Shape shape;
   const void* in;
-  spectral::ComplexStrides in_s;
+  mix::Strides in_s;
   bool conj_in;
   const void* w;
-  spectral::ComplexStrides w_s;
+  mix::Strides w_s;
   bool conj_w;
   void* out;
-  spectral::ComplexStrides out_s;
+  mix::Strides out_s;
   MixDtype dtype;
   MixDtype w_dtype;
 };
-cudaError_t spectral_mix_launch(const MixArgs& args, cudaStream_t stream);
+cudaError_t mix_launch(const MixArgs& args, cudaStream_t stream);
+
+// Wavelet primitives (csrc/wavelet_op.h, csrc/include/dtwin/wavelet.h): one level of analysis,
+// synthesis, or either's transpose, over a batch of strided signals; one thread per output value.
+enum class WaveletOp : int { kAnalysis = 0, kAnalysisAdjoint = 1, kSynthesis = 2, kSynthesisAdjoint = 3 };
+struct WaveletSignals {  // sample k of signal (a, b) at data + a * sa + b * sb + k * st; data null = absent
+  void* data;
+  int64_t sa, sb, st, len;
+};
+struct WaveletArgs {
+  WaveletOp op;
+  int64_t na, nb;
+  // analysis: in[0] = x, out = (lo, hi); analysis adjoint: in = (g_lo, g_hi), out[0] = x gradient;
+  // synthesis: in = (a, d), out[0]; synthesis adjoint: in[0] = g, out = (ga, gd)
+  WaveletSignals in[2], out[2];
+  const void* f[2];  // the filters of the two branches, F each
+  int64_t F;
+  int mode;
+  bool dbl;  // double (else float)
+};
+cudaError_t wavelet_launch(const WaveletArgs& args, cudaStream_t stream);
 
 // The architectures this build's device code was compiled for (nvcc's __CUDA_ARCH_LIST__).
 const char* arch_list();

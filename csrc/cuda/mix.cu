@@ -1,6 +1,6 @@
-// CUDA kernel of the spectral mode mixing: one thread per output channel n, a block row per
-// (mode, batch slice); the weights are read coalesced along n, the input value of (b, j, mode)
-// is the same for the whole block. Float accumulation for float/half/bfloat16 inputs.
+// CUDA kernel of the spectral mode mixing (csrc/include/dtwin/mix.h): one thread per
+// output index n, a block row per (mode, batch slice); the input value of (b, j, mode) is the same
+// for the whole block. Float accumulation for float/half/bfloat16 inputs.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -16,7 +16,7 @@ constexpr int kThreads = 128;
 
 template <class T, class TW, class Acc>
 __global__ void __launch_bounds__(kThreads) mix_kernel(const MixArgs a) {
-  const spectral::MixShape& s = a.shape;
+  const mix::Shape& s = a.shape;
   const int64_t n = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (n >= s.N) return;
   const int64_t m = blockIdx.z;
@@ -33,7 +33,7 @@ __global__ void __launch_bounds__(kThreads) mix_kernel(const MixArgs a) {
       const Acc x_re = static_cast<Acc>(x[j * a.in_s.j]);
       const Acc x_im = sign_in * static_cast<Acc>(x[j * a.in_s.j + a.in_s.c]);
       const TW* e = w + j * a.w_s.b;
-      spectral::complex_mac(acc_re, acc_im, x_re, x_im, static_cast<Acc>(e[0]), sign_w * static_cast<Acc>(e[a.w_s.c]));
+      mix::complex_mac(acc_re, acc_im, x_re, x_im, static_cast<Acc>(e[0]), sign_w * static_cast<Acc>(e[a.w_s.c]));
     }
     T* o = out + b * a.out_s.b + m1 * a.out_s.m1 + m2 * a.out_s.m2 + n * a.out_s.j;
     o[0] = static_cast<T>(acc_re);
@@ -43,7 +43,7 @@ __global__ void __launch_bounds__(kThreads) mix_kernel(const MixArgs a) {
 
 template <class T, class TW, class Acc>
 cudaError_t launch(const MixArgs& a, cudaStream_t stream) {
-  const spectral::MixShape& s = a.shape;
+  const mix::Shape& s = a.shape;
   const int64_t modes = s.M1 * s.M2;
   if (modes == 0 || s.batch == 0 || s.N == 0) return cudaSuccess;
   if (modes > 65535) return cudaErrorInvalidConfiguration;
@@ -60,7 +60,7 @@ cudaError_t launch_reduced(const MixArgs& a, cudaStream_t stream) {
 
 }  // namespace
 
-cudaError_t spectral_mix_launch(const MixArgs& a, cudaStream_t stream) {
+cudaError_t mix_launch(const MixArgs& a, cudaStream_t stream) {
   switch (a.dtype) {
     case MixDtype::kDouble:
       return launch<double, double, double>(a, stream);
