@@ -12,17 +12,35 @@ from dtwin.ops.spectral import (
     spectral_conv2d,
     spectral_conv2d_reference,
 )
+from dtwin.ops.wavelet import (
+    dwt1d,
+    dwt2d,
+    idwt1d,
+    idwt2d,
+    wavelet_coefficient_size,
+    wavelet_conv1d,
+    wavelet_conv2d,
+    wavelet_filters,
+)
 
 __all__ = [
     "backend",
     "build_info",
+    "dwt1d",
+    "dwt2d",
     "extension_error",
     "extension_loaded",
     "has_kernel",
     "hh_simulate",
     "hh_simulate_reference",
+    "idwt1d",
+    "idwt2d",
     "spectral_conv1d",
     "spectral_conv1d_reference",
     "spectral_conv2d",
     "spectral_conv2d_reference",
+    "wavelet_coefficient_size",
+    "wavelet_conv1d",
+    "wavelet_conv2d",
+    "wavelet_filters",
 ]

@@ -114,12 +114,19 @@ class OpTestBase:
         raise NotImplementedError
 
     def tolerance(self, sample: OpSample) -> tuple[float, float]:
-        dtypes = [
-            v.dtype
-            for v in (*sample.args, *sample.kwargs.values())
-            if isinstance(v, Tensor) and v.is_floating_point()
-        ]
-        return self.tolerances[dtypes[0] if dtypes else torch.float64]
+        """The tolerances of the first floating tensor among the arguments (lists searched too)."""
+
+        def floats(v: Any):
+            if isinstance(v, Tensor):
+                if v.is_floating_point() or v.is_complex():
+                    yield v.dtype
+            elif isinstance(v, (list, tuple)):
+                for item in v:
+                    yield from floats(item)
+
+        dtype = next(floats([*sample.args, *sample.kwargs.values()]), torch.float64)
+        real = {torch.complex64: torch.float32, torch.complex128: torch.float64}.get(dtype, dtype)
+        return self.tolerances[real]
 
     def opcheck_samples(self) -> Sequence[tuple[str, tuple, dict]]:
         """(op name, args, kwargs) for ``torch.library.opcheck(torch.ops.dtwin.<name>, ...)``: the
