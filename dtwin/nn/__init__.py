@@ -1,6 +1,17 @@
 """nn.Modules built on dtwin's ops, for plugins to compose."""
 
+from dtwin.nn.operator import ACTIVATIONS, IntegralOperatorNet, make_activation
 from dtwin.nn.pointwise import ChannelLinear
 from dtwin.nn.spectral import SpectralConv1d, SpectralConv2d
+from dtwin.nn.wavelet import WaveletConv1d, WaveletConv2d
 
-__all__ = ["ChannelLinear", "SpectralConv1d", "SpectralConv2d"]
+__all__ = [
+    "ACTIVATIONS",
+    "ChannelLinear",
+    "IntegralOperatorNet",
+    "SpectralConv1d",
+    "SpectralConv2d",
+    "WaveletConv1d",
+    "WaveletConv2d",
+    "make_activation",
+]

@@ -3,16 +3,11 @@ Differential Equations", ICLR 2021), 1D and 2D, on dtwin's spectral convolution.
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor, nn
-
-from dtwin import OperatorModule
-from dtwin.nn import ChannelLinear, SpectralConv1d, SpectralConv2d
-
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
+from dtwin.nn import IntegralOperatorNet, SpectralConv1d, SpectralConv2d, make_activation
+from dtwin_operators._grid import GridOperator
 
 
-class FNO(OperatorModule):
+class FNO(GridOperator):
     """Fourier neural operator: lift -> Fourier layers -> projection.
 
     Input functions on a grid, ``batch['x']``: Tensor[B, in_channels, L] (1D) or
@@ -60,8 +55,7 @@ class FNO(OperatorModule):
         super().__init__(**kwargs)
         if dim not in (1, 2):
             raise ValueError(f"FNO: dim must be 1 or 2, got {dim}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"FNO: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        make_activation(activation, "FNO")
         if min(in_channels, out_channels, width, n_layers, projection_channels) < 1 or padding < 0:
             raise ValueError(
                 "FNO: channels, width, n_layers and projection_channels must be >= 1, padding >= 0"
@@ -69,47 +63,13 @@ class FNO(OperatorModule):
         mode_list = [modes] * dim if isinstance(modes, int) else list(modes)
         if len(mode_list) != dim or min(mode_list) < 1:
             raise ValueError(f"FNO: modes must be a positive int or {dim} positive ints, got {modes!r}")
-        self.batch_spec = {"x": "[B, C_in, L]" if dim == 1 else "[B, C_in, H, W]"}
-        self.lift = ChannelLinear(in_channels, width)
-        self.spectral = nn.ModuleList(
+        self._grid_spec(dim)
+        kernels = (
             SpectralConv1d(width, width, mode_list[0])
             if dim == 1
             else SpectralConv2d(width, width, tuple(mode_list))
             for _ in range(n_layers)
         )
-        self.pointwise = nn.ModuleList(ChannelLinear(width, width) for _ in range(n_layers))
-        self.activation = ACTIVATIONS[activation]()
-        self.project = nn.Sequential(
-            ChannelLinear(width, projection_channels),
-            ACTIVATIONS[activation](),
-            ChannelLinear(projection_channels, out_channels),
+        self.net = IntegralOperatorNet(
+            kernels, in_channels, out_channels, width, dim, padding, activation, projection_channels
         )
-
-    def forward(self, batch: dict[str, Tensor]) -> Tensor:
-        self.check_batch(batch)
-        x = batch["x"]
-        hp = self.hparams
-        if x.shape[1] != hp.in_channels:
-            raise ValueError(
-                f"FNO: batch['x'] has {x.shape[1]} channels, the model was built for "
-                f"in_channels={hp.in_channels}"
-            )
-        h = self.lift(x)
-        pad = hp.padding
-        if pad:
-            h = nn.functional.pad(h, (0, pad) if hp.dim == 1 else (0, pad, 0, pad))
-        for i, (spectral, pointwise) in enumerate(zip(self.spectral, self.pointwise, strict=True)):
-            h = spectral(h) + pointwise(h)
-            if i < len(self.spectral) - 1:
-                h = self.activation(h)
-        if pad:
-            h = h[..., :-pad] if hp.dim == 1 else h[..., :-pad, :-pad]
-        return hp.out_scale * self.project(h) + hp.out_offset
-
-    def example_batch(self, batch_size: int = 2) -> dict[str, Tensor]:
-        g = torch.Generator().manual_seed(0)
-        grid = (64,) if self.hparams.dim == 1 else (32, 32)
-        return {
-            "x": torch.randn(batch_size, self.hparams.in_channels, *grid, generator=g),
-            "y": torch.randn(batch_size, self.hparams.out_channels, *grid, generator=g),
-        }
