@@ -8,6 +8,9 @@
 #include <ATen/Functions.h>
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
+#include <ATen/core/List.h>
+
+#include <optional>
 
 #include <string>
 #include <tuple>
@@ -682,6 +685,101 @@ inline std::tuple<at::Tensor, at::Tensor> wavelet_conv_backward_op(const Kernels
   return wavelet_conv_backward(k, grad, weight, coarse, make_filters(filters, coarse.options()), level,
                                parse_mode(mode), two_d, need_x, need_w);
 }
+
+// ---- the ops on one device's kernels, as plain functions the dispatcher takes -------------
+//
+// csrc/cpu/wavelet.cpp and csrc/cuda/bindings.cpp register DeviceOps<their Kernels, their device
+// guard>::register_all(m) inside TORCH_LIBRARY_IMPL: the signatures are written once, here.
+
+struct NoGuard {
+  explicit NoGuard(at::Device) {}
+};
+
+template <const Kernels& K, typename Guard = NoGuard>
+struct DeviceOps {
+  using Grads = c10::List<std::optional<at::Tensor>>;
+
+  static at::Device device_of(const Grads& grads) {
+    for (size_t i = 0; i < grads.size(); ++i) {
+      const std::optional<at::Tensor> t = grads.get(i);
+      if (t.has_value() && t->defined()) return t->device();
+    }
+    TORCH_CHECK(false, "wavelet backward: every gradient is undefined");
+  }
+  static at::Device device_of(at::TensorList ts) {
+    TORCH_CHECK(!ts.empty(), "wavelet inverse: coeffs is empty");
+    return ts[0].device();
+  }
+
+  static std::vector<at::Tensor> dwt1d(const at::Tensor& x, const at::Tensor& filters, int64_t level,
+                                       c10::string_view mode) {
+    const Guard guard(x.device());
+    return dwt1d_op(K, x, filters, level, mode);
+  }
+  static at::Tensor dwt1d_backward(const Grads& grads, const at::Tensor& filters, int64_t level, c10::string_view mode,
+                                   int64_t length) {
+    const Guard guard(device_of(grads));
+    return dwt1d_backward_op(K, grads, filters, level, mode, length);
+  }
+  static at::Tensor idwt1d(at::TensorList coeffs, const at::Tensor& filters, c10::string_view mode) {
+    const Guard guard(device_of(coeffs));
+    return idwt1d_op(K, coeffs, filters, mode);
+  }
+  static std::vector<at::Tensor> idwt1d_backward(const at::Tensor& grad, at::IntArrayRef lengths,
+                                                 const at::Tensor& filters, c10::string_view mode) {
+    const Guard guard(grad.device());
+    return idwt1d_backward_op(K, grad, lengths, filters, mode);
+  }
+  static std::vector<at::Tensor> dwt2d(const at::Tensor& x, const at::Tensor& filters, int64_t level,
+                                       c10::string_view mode) {
+    const Guard guard(x.device());
+    return dwt2d_op(K, x, filters, level, mode);
+  }
+  static at::Tensor dwt2d_backward(const Grads& grads, const at::Tensor& filters, int64_t level, c10::string_view mode,
+                                   int64_t height, int64_t width) {
+    const Guard guard(device_of(grads));
+    return dwt2d_backward_op(K, grads, filters, level, mode, height, width);
+  }
+  static at::Tensor idwt2d(at::TensorList coeffs, const at::Tensor& filters, c10::string_view mode) {
+    const Guard guard(device_of(coeffs));
+    return idwt2d_op(K, coeffs, filters, mode);
+  }
+  static std::vector<at::Tensor> idwt2d_backward(const at::Tensor& grad, at::IntArrayRef shapes,
+                                                 const at::Tensor& filters, c10::string_view mode) {
+    const Guard guard(grad.device());
+    return idwt2d_backward_op(K, grad, shapes, filters, mode);
+  }
+  template <bool TwoD>
+  static std::tuple<at::Tensor, at::Tensor> conv(const at::Tensor& x, const at::Tensor& weight,
+                                                 const at::Tensor& filters, int64_t level, c10::string_view mode) {
+    const Guard guard(x.device());
+    return wavelet_conv_op(K, x, weight, filters, level, mode, TwoD);
+  }
+  template <bool TwoD>
+  static std::tuple<at::Tensor, at::Tensor> conv_backward(const at::Tensor& grad, const at::Tensor& weight,
+                                                          const at::Tensor& coarse, const at::Tensor& filters,
+                                                          int64_t level, c10::string_view mode, bool need_x,
+                                                          bool need_w) {
+    const Guard guard(grad.device());
+    return wavelet_conv_backward_op(K, grad, weight, coarse, filters, level, mode, TwoD, need_x, need_w);
+  }
+
+  template <typename Library>
+  static void register_all(Library& m) {
+    m.impl("dwt1d", &dwt1d);
+    m.impl("dwt1d_backward", &dwt1d_backward);
+    m.impl("idwt1d", &idwt1d);
+    m.impl("idwt1d_backward", &idwt1d_backward);
+    m.impl("dwt2d", &dwt2d);
+    m.impl("dwt2d_backward", &dwt2d_backward);
+    m.impl("idwt2d", &idwt2d);
+    m.impl("idwt2d_backward", &idwt2d_backward);
+    m.impl("wavelet_conv1d", &conv<false>);
+    m.impl("wavelet_conv1d_backward", &conv_backward<false>);
+    m.impl("wavelet_conv2d", &conv<true>);
+    m.impl("wavelet_conv2d_backward", &conv_backward<true>);
+  }
+};
 
 }  // namespace wavelet
 }  // namespace dtwin

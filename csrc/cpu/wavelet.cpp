@@ -257,71 +257,7 @@ const wavelet::Kernels kKernels{&analysis_cpu, &analysis_adjoint_cpu, &synthesis
 
 }  // namespace
 
-std::vector<at::Tensor> dwt1d_cpu(const at::Tensor& x, const at::Tensor& filters, int64_t level, c10::string_view mode) {
-  return wavelet::dwt1d_op(kKernels, x, filters, level, mode);
-}
-at::Tensor dwt1d_backward_cpu(const c10::List<std::optional<at::Tensor>>& grads, const at::Tensor& filters,
-                              int64_t level, c10::string_view mode, int64_t length) {
-  return wavelet::dwt1d_backward_op(kKernels, grads, filters, level, mode, length);
-}
-at::Tensor idwt1d_cpu(at::TensorList coeffs, const at::Tensor& filters, c10::string_view mode) {
-  return wavelet::idwt1d_op(kKernels, coeffs, filters, mode);
-}
-std::vector<at::Tensor> idwt1d_backward_cpu(const at::Tensor& grad, at::IntArrayRef lengths, const at::Tensor& filters,
-                                            c10::string_view mode) {
-  return wavelet::idwt1d_backward_op(kKernels, grad, lengths, filters, mode);
-}
-std::vector<at::Tensor> dwt2d_cpu(const at::Tensor& x, const at::Tensor& filters, int64_t level, c10::string_view mode) {
-  return wavelet::dwt2d_op(kKernels, x, filters, level, mode);
-}
-at::Tensor dwt2d_backward_cpu(const c10::List<std::optional<at::Tensor>>& grads, const at::Tensor& filters,
-                              int64_t level, c10::string_view mode, int64_t height, int64_t width) {
-  return wavelet::dwt2d_backward_op(kKernels, grads, filters, level, mode, height, width);
-}
-at::Tensor idwt2d_cpu(at::TensorList coeffs, const at::Tensor& filters, c10::string_view mode) {
-  return wavelet::idwt2d_op(kKernels, coeffs, filters, mode);
-}
-std::vector<at::Tensor> idwt2d_backward_cpu(const at::Tensor& grad, at::IntArrayRef shapes, const at::Tensor& filters,
-                                            c10::string_view mode) {
-  return wavelet::idwt2d_backward_op(kKernels, grad, shapes, filters, mode);
-}
-std::tuple<at::Tensor, at::Tensor> wavelet_conv1d_cpu(const at::Tensor& x, const at::Tensor& weight,
-                                                      const at::Tensor& filters, int64_t level, c10::string_view mode) {
-  return wavelet::wavelet_conv_op(kKernels, x, weight, filters, level, mode, false);
-}
-std::tuple<at::Tensor, at::Tensor> wavelet_conv1d_backward_cpu(const at::Tensor& grad, const at::Tensor& weight,
-                                                               const at::Tensor& coarse, const at::Tensor& filters,
-                                                               int64_t level, c10::string_view mode, bool need_x,
-                                                               bool need_w) {
-  return wavelet::wavelet_conv_backward_op(kKernels, grad, weight, coarse, filters, level, mode, false,
-                                           need_x, need_w);
-}
-std::tuple<at::Tensor, at::Tensor> wavelet_conv2d_cpu(const at::Tensor& x, const at::Tensor& weight,
-                                                      const at::Tensor& filters, int64_t level, c10::string_view mode) {
-  return wavelet::wavelet_conv_op(kKernels, x, weight, filters, level, mode, true);
-}
-std::tuple<at::Tensor, at::Tensor> wavelet_conv2d_backward_cpu(const at::Tensor& grad, const at::Tensor& weight,
-                                                               const at::Tensor& coarse, const at::Tensor& filters,
-                                                               int64_t level, c10::string_view mode, bool need_x,
-                                                               bool need_w) {
-  return wavelet::wavelet_conv_backward_op(kKernels, grad, weight, coarse, filters, level, mode, true,
-                                           need_x, need_w);
-}
-
 }  // namespace cpu
 }  // namespace dtwin
 
-TORCH_LIBRARY_IMPL(dtwin, CPU, m) {
-  m.impl("dwt1d", &dtwin::cpu::dwt1d_cpu);
-  m.impl("dwt1d_backward", &dtwin::cpu::dwt1d_backward_cpu);
-  m.impl("idwt1d", &dtwin::cpu::idwt1d_cpu);
-  m.impl("idwt1d_backward", &dtwin::cpu::idwt1d_backward_cpu);
-  m.impl("dwt2d", &dtwin::cpu::dwt2d_cpu);
-  m.impl("dwt2d_backward", &dtwin::cpu::dwt2d_backward_cpu);
-  m.impl("idwt2d", &dtwin::cpu::idwt2d_cpu);
-  m.impl("idwt2d_backward", &dtwin::cpu::idwt2d_backward_cpu);
-  m.impl("wavelet_conv1d", &dtwin::cpu::wavelet_conv1d_cpu);
-  m.impl("wavelet_conv1d_backward", &dtwin::cpu::wavelet_conv1d_backward_cpu);
-  m.impl("wavelet_conv2d", &dtwin::cpu::wavelet_conv2d_cpu);
-  m.impl("wavelet_conv2d_backward", &dtwin::cpu::wavelet_conv2d_backward_cpu);
-}
+TORCH_LIBRARY_IMPL(dtwin, CPU, m) { dtwin::wavelet::DeviceOps<dtwin::cpu::kKernels>::register_all(m); }

@@ -139,87 +139,11 @@ void synthesis_adjoint_cuda(wavelet::Batch bt, const wavelet::View& g, const wav
 
 const wavelet::Kernels kWavelet{&analysis_cuda, &analysis_adjoint_cuda, &synthesis_cuda, &synthesis_adjoint_cuda};
 
-std::vector<at::Tensor> dwt1d_cuda(const at::Tensor& x, const at::Tensor& filters, int64_t level,
-                                   c10::string_view mode) {
-  const c10::cuda::CUDAGuard guard(x.device());
-  return wavelet::dwt1d_op(kWavelet, x, filters, level, mode);
-}
-at::Tensor dwt1d_backward_cuda(const c10::List<std::optional<at::Tensor>>& grads, const at::Tensor& filters,
-                               int64_t level, c10::string_view mode, int64_t length) {
-  const c10::cuda::CUDAGuard guard(filters.device());
-  return wavelet::dwt1d_backward_op(kWavelet, grads, filters, level, mode, length);
-}
-at::Tensor idwt1d_cuda(at::TensorList coeffs, const at::Tensor& filters, c10::string_view mode) {
-  const c10::cuda::CUDAGuard guard(filters.device());
-  return wavelet::idwt1d_op(kWavelet, coeffs, filters, mode);
-}
-std::vector<at::Tensor> idwt1d_backward_cuda(const at::Tensor& grad, at::IntArrayRef lengths,
-                                             const at::Tensor& filters, c10::string_view mode) {
-  const c10::cuda::CUDAGuard guard(grad.device());
-  return wavelet::idwt1d_backward_op(kWavelet, grad, lengths, filters, mode);
-}
-std::vector<at::Tensor> dwt2d_cuda(const at::Tensor& x, const at::Tensor& filters, int64_t level,
-                                   c10::string_view mode) {
-  const c10::cuda::CUDAGuard guard(x.device());
-  return wavelet::dwt2d_op(kWavelet, x, filters, level, mode);
-}
-at::Tensor dwt2d_backward_cuda(const c10::List<std::optional<at::Tensor>>& grads, const at::Tensor& filters,
-                               int64_t level, c10::string_view mode, int64_t height, int64_t width) {
-  const c10::cuda::CUDAGuard guard(filters.device());
-  return wavelet::dwt2d_backward_op(kWavelet, grads, filters, level, mode, height, width);
-}
-at::Tensor idwt2d_cuda(at::TensorList coeffs, const at::Tensor& filters, c10::string_view mode) {
-  const c10::cuda::CUDAGuard guard(filters.device());
-  return wavelet::idwt2d_op(kWavelet, coeffs, filters, mode);
-}
-std::vector<at::Tensor> idwt2d_backward_cuda(const at::Tensor& grad, at::IntArrayRef shapes,
-                                             const at::Tensor& filters, c10::string_view mode) {
-  const c10::cuda::CUDAGuard guard(grad.device());
-  return wavelet::idwt2d_backward_op(kWavelet, grad, shapes, filters, mode);
-}
-std::tuple<at::Tensor, at::Tensor> wavelet_conv1d_cuda(const at::Tensor& x, const at::Tensor& weight,
-                                                       const at::Tensor& filters, int64_t level, c10::string_view mode) {
-  const c10::cuda::CUDAGuard guard(x.device());
-  return wavelet::wavelet_conv_op(kWavelet, x, weight, filters, level, mode, false);
-}
-std::tuple<at::Tensor, at::Tensor> wavelet_conv1d_backward_cuda(const at::Tensor& grad, const at::Tensor& weight,
-                                                                const at::Tensor& coarse, const at::Tensor& filters,
-                                                                int64_t level, c10::string_view mode, bool need_x,
-                                                                bool need_w) {
-  const c10::cuda::CUDAGuard guard(grad.device());
-  return wavelet::wavelet_conv_backward_op(kWavelet, grad, weight, coarse, filters, level, mode, false, need_x,
-                                           need_w);
-}
-std::tuple<at::Tensor, at::Tensor> wavelet_conv2d_cuda(const at::Tensor& x, const at::Tensor& weight,
-                                                       const at::Tensor& filters, int64_t level, c10::string_view mode) {
-  const c10::cuda::CUDAGuard guard(x.device());
-  return wavelet::wavelet_conv_op(kWavelet, x, weight, filters, level, mode, true);
-}
-std::tuple<at::Tensor, at::Tensor> wavelet_conv2d_backward_cuda(const at::Tensor& grad, const at::Tensor& weight,
-                                                                const at::Tensor& coarse, const at::Tensor& filters,
-                                                                int64_t level, c10::string_view mode, bool need_x,
-                                                                bool need_w) {
-  const c10::cuda::CUDAGuard guard(grad.device());
-  return wavelet::wavelet_conv_backward_op(kWavelet, grad, weight, coarse, filters, level, mode, true, need_x,
-                                           need_w);
-}
-
 }  // namespace cuda
 }  // namespace dtwin
 
 TORCH_LIBRARY_IMPL(dtwin, CUDA, m) {
-  m.impl("dwt1d", &dtwin::cuda::dwt1d_cuda);
-  m.impl("dwt1d_backward", &dtwin::cuda::dwt1d_backward_cuda);
-  m.impl("idwt1d", &dtwin::cuda::idwt1d_cuda);
-  m.impl("idwt1d_backward", &dtwin::cuda::idwt1d_backward_cuda);
-  m.impl("dwt2d", &dtwin::cuda::dwt2d_cuda);
-  m.impl("dwt2d_backward", &dtwin::cuda::dwt2d_backward_cuda);
-  m.impl("idwt2d", &dtwin::cuda::idwt2d_cuda);
-  m.impl("idwt2d_backward", &dtwin::cuda::idwt2d_backward_cuda);
-  m.impl("wavelet_conv1d", &dtwin::cuda::wavelet_conv1d_cuda);
-  m.impl("wavelet_conv1d_backward", &dtwin::cuda::wavelet_conv1d_backward_cuda);
-  m.impl("wavelet_conv2d", &dtwin::cuda::wavelet_conv2d_cuda);
-  m.impl("wavelet_conv2d_backward", &dtwin::cuda::wavelet_conv2d_backward_cuda);
+  dtwin::wavelet::DeviceOps<dtwin::cuda::kWavelet, c10::cuda::CUDAGuard>::register_all(m);
   m.impl("hh_simulate", &dtwin::cuda::hh_simulate_cuda);
   m.impl("spectral_conv1d", &dtwin::cuda::spectral_conv1d_cuda);
   m.impl("spectral_conv1d_backward", &dtwin::cuda::spectral_conv1d_backward_cuda);
