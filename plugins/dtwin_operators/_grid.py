@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from dtwin import OperatorModule
-from dtwin.nn import IntegralOperatorNet
+from dtwin.nn import IntegralOperatorNet, make_activation
 
 
 class GridOperator(OperatorModule):
@@ -22,8 +22,28 @@ class GridOperator(OperatorModule):
     #: the grid of example_batch, per dim
     example_grid = {1: (64,), 2: (32, 32)}
 
-    def _grid_spec(self, dim: int) -> None:
+    def _check_config(self, dim: int, activation: str, padding: int, **counts: int) -> None:
+        """Check what every grid operator takes (``counts``: sizes that must be >= 1, by name) and
+        set the batch spec of ``dim``."""
+        name = type(self).__name__
+        if dim not in (1, 2):
+            raise ValueError(f"{name}: dim must be 1 or 2, got {dim}")
+        make_activation(activation, name)
+        for arg, value in counts.items():
+            if value < 1:
+                raise ValueError(f"{name}: {arg} must be >= 1, got {value}")
+        if padding < 0:
+            raise ValueError(f"{name}: padding must be >= 0, got {padding}")
         self.batch_spec = {"x": "[B, C_in, L]" if dim == 1 else "[B, C_in, H, W]"}
+
+    def _per_dim(self, value: int | list[int], dim: int, arg: str) -> list[int]:
+        """An int (the same for every dim) or ``dim`` positive ints, as a list."""
+        values = [value] * dim if isinstance(value, int) else list(value)
+        if len(values) != dim or min(values) < 1:
+            raise ValueError(
+                f"{type(self).__name__}: {arg} must be a positive int or {dim} positive ints, got {value!r}"
+            )
+        return values
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         self.check_batch(batch)

@@ -3,7 +3,7 @@ Differential Equations", ICLR 2021), 1D and 2D, on dtwin's spectral convolution.
 
 from __future__ import annotations
 
-from dtwin.nn import IntegralOperatorNet, SpectralConv1d, SpectralConv2d, make_activation
+from dtwin.nn import IntegralOperatorNet, SpectralConv1d, SpectralConv2d
 from dtwin_operators._grid import GridOperator
 
 
@@ -53,17 +53,17 @@ class FNO(GridOperator):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if dim not in (1, 2):
-            raise ValueError(f"FNO: dim must be 1 or 2, got {dim}")
-        make_activation(activation, "FNO")
-        if min(in_channels, out_channels, width, n_layers, projection_channels) < 1 or padding < 0:
-            raise ValueError(
-                "FNO: channels, width, n_layers and projection_channels must be >= 1, padding >= 0"
-            )
-        mode_list = [modes] * dim if isinstance(modes, int) else list(modes)
-        if len(mode_list) != dim or min(mode_list) < 1:
-            raise ValueError(f"FNO: modes must be a positive int or {dim} positive ints, got {modes!r}")
-        self._grid_spec(dim)
+        self._check_config(
+            dim,
+            activation,
+            padding,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            width=width,
+            n_layers=n_layers,
+            projection_channels=projection_channels,
+        )
+        mode_list = self._per_dim(modes, dim, "modes")
         kernels = (
             SpectralConv1d(width, width, mode_list[0])
             if dim == 1

@@ -4,7 +4,7 @@ parametric partial differential equations in computational mechanics problems", 
 
 from __future__ import annotations
 
-from dtwin.nn import IntegralOperatorNet, WaveletConv1d, WaveletConv2d, make_activation
+from dtwin.nn import IntegralOperatorNet, WaveletConv1d, WaveletConv2d
 from dtwin_operators._grid import GridOperator
 
 
@@ -62,17 +62,17 @@ class WNO(GridOperator):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if dim not in (1, 2):
-            raise ValueError(f"WNO: dim must be 1 or 2, got {dim}")
-        make_activation(activation, "WNO")
-        if min(in_channels, out_channels, width, n_layers, projection_channels) < 1 or padding < 0:
-            raise ValueError(
-                "WNO: channels, width, n_layers and projection_channels must be >= 1, padding >= 0"
-            )
-        sizes = [size] * dim if isinstance(size, int) else list(size)
-        if len(sizes) != dim or min(sizes) < 1:
-            raise ValueError(f"WNO: size must be a positive int or {dim} positive ints, got {size!r}")
-        self._grid_spec(dim)
+        self._check_config(
+            dim,
+            activation,
+            padding,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            width=width,
+            n_layers=n_layers,
+            projection_channels=projection_channels,
+        )
+        sizes = self._per_dim(size, dim, "size")
         self.example_grid = {dim: tuple(sizes)}
         padded = [s + padding for s in sizes]
         layer = WaveletConv1d if dim == 1 else WaveletConv2d
