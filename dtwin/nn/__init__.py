@@ -1,6 +1,6 @@
 """nn.Modules built on dtwin's ops, for plugins to compose."""
 
-from dtwin.nn.operator import ACTIVATIONS, IntegralOperatorNet, make_activation
+from dtwin.nn.operator import ACTIVATIONS, IntegralOperatorNet, check_config, make_activation, per_dim
 from dtwin.nn.pointwise import ChannelLinear
 from dtwin.nn.spectral import SpectralConv1d, SpectralConv2d
 from dtwin.nn.wavelet import WaveletConv1d, WaveletConv2d
@@ -13,5 +13,7 @@ __all__ = [
     "SpectralConv2d",
     "WaveletConv1d",
     "WaveletConv2d",
+    "check_config",
     "make_activation",
+    "per_dim",
 ]

@@ -3,11 +3,14 @@ Differential Equations", ICLR 2021), 1D and 2D, on dtwin's spectral convolution.
 
 from __future__ import annotations
 
-from dtwin.nn import IntegralOperatorNet, SpectralConv1d, SpectralConv2d
-from dtwin_operators._grid import GridOperator
+import torch
+from torch import Tensor
+
+from dtwin import OperatorModule
+from dtwin.nn import IntegralOperatorNet, SpectralConv1d, SpectralConv2d, check_config, per_dim
 
 
-class FNO(GridOperator):
+class FNO(OperatorModule):
     """Fourier neural operator: lift -> Fourier layers -> projection.
 
     Input functions on a grid, ``batch['x']``: Tensor[B, in_channels, L] (1D) or
@@ -53,7 +56,8 @@ class FNO(GridOperator):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        self._check_config(
+        check_config(
+            "FNO",
             dim,
             activation,
             padding,
@@ -63,7 +67,8 @@ class FNO(GridOperator):
             n_layers=n_layers,
             projection_channels=projection_channels,
         )
-        mode_list = self._per_dim(modes, dim, "modes")
+        mode_list = per_dim(modes, dim, "modes", "FNO")
+        self.batch_spec = {"x": "[B, C_in, L]" if dim == 1 else "[B, C_in, H, W]"}
         kernels = (
             SpectralConv1d(width, width, mode_list[0])
             if dim == 1
@@ -71,5 +76,27 @@ class FNO(GridOperator):
             for _ in range(n_layers)
         )
         self.net = IntegralOperatorNet(
-            kernels, in_channels, out_channels, width, dim, padding, activation, projection_channels
+            kernels,
+            in_channels,
+            out_channels,
+            width,
+            dim,
+            padding,
+            activation,
+            projection_channels,
+            out_offset,
+            out_scale,
+            owner="FNO",
         )
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        self.check_batch(batch)
+        return self.net(batch["x"])
+
+    def example_batch(self, batch_size: int = 2) -> dict[str, Tensor]:
+        g = torch.Generator().manual_seed(0)
+        grid = (64,) if self.hparams.dim == 1 else (32, 32)
+        return {
+            "x": torch.randn(batch_size, self.hparams.in_channels, *grid, generator=g),
+            "y": torch.randn(batch_size, self.hparams.out_channels, *grid, generator=g),
+        }

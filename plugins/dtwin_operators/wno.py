@@ -4,11 +4,14 @@ parametric partial differential equations in computational mechanics problems", 
 
 from __future__ import annotations
 
-from dtwin.nn import IntegralOperatorNet, WaveletConv1d, WaveletConv2d
-from dtwin_operators._grid import GridOperator
+import torch
+from torch import Tensor
+
+from dtwin import OperatorModule
+from dtwin.nn import IntegralOperatorNet, WaveletConv1d, WaveletConv2d, check_config, per_dim
 
 
-class WNO(GridOperator):
+class WNO(OperatorModule):
     """Wavelet neural operator: lift -> wavelet layers -> projection.
 
     Input functions on a grid, ``batch['x']``: Tensor[B, in_channels, L] (1D) or
@@ -62,7 +65,8 @@ class WNO(GridOperator):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        self._check_config(
+        check_config(
+            "WNO",
             dim,
             activation,
             padding,
@@ -72,24 +76,41 @@ class WNO(GridOperator):
             n_layers=n_layers,
             projection_channels=projection_channels,
         )
-        sizes = self._per_dim(size, dim, "size")
-        self.example_grid = {dim: tuple(sizes)}
-        padded = [s + padding for s in sizes]
+        self.grid = tuple(per_dim(size, dim, "size", "WNO"))
+        self.batch_spec = {"x": "[B, C_in, L]" if dim == 1 else "[B, C_in, H, W]"}
+        padded = [s + padding for s in self.grid]
         layer = WaveletConv1d if dim == 1 else WaveletConv2d
         kernels = [
             layer(width, width, padded if dim == 2 else padded[0], level, wavelet, mode)
             for _ in range(n_layers)
         ]
         self.net = IntegralOperatorNet(
-            kernels, in_channels, out_channels, width, dim, padding, activation, projection_channels
+            kernels,
+            in_channels,
+            out_channels,
+            width,
+            dim,
+            padding,
+            activation,
+            projection_channels,
+            out_offset,
+            out_scale,
+            owner="WNO",
         )
 
-    def forward(self, batch):
-        x = batch.get("x") if isinstance(batch, dict) else None
-        grid = self.example_grid[self.hparams.dim]
-        if x is not None and tuple(x.shape[2:]) != grid:
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        self.check_batch(batch)
+        x = batch["x"]
+        if tuple(x.shape[2:]) != self.grid:
             raise ValueError(
                 f"WNO: batch['x'] is on the grid {tuple(x.shape[2:])}, the model was built for "
-                f"size={list(grid)} (its wavelet weights hold the coefficients of that grid)"
+                f"size={list(self.grid)} (its wavelet weights hold the coefficients of that grid)"
             )
-        return super().forward(batch)
+        return self.net(x)
+
+    def example_batch(self, batch_size: int = 2) -> dict[str, Tensor]:
+        g = torch.Generator().manual_seed(0)
+        return {
+            "x": torch.randn(batch_size, self.hparams.in_channels, *self.grid, generator=g),
+            "y": torch.randn(batch_size, self.hparams.out_channels, *self.grid, generator=g),
+        }
