@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +16,21 @@ class MetricsJSON(L.Callback):
     """Writes the final logged metrics of each stage to ``<log_dir>/metrics.json``.
 
     One file per run, a section per stage ('fit', 'validate', 'test'), the values as Lightning
-    aggregated them over all processes. Written by rank zero only.
+    aggregated them over all processes; the 'fit' section also holds the median wall time of a
+    training epoch in this process (``seconds_per_epoch``). Written by rank zero only.
     """
 
     def __init__(self, filename: str = "metrics.json") -> None:
         self.filename = filename
+        self._epoch_start: float | None = None
+        self._epoch_seconds: list[float] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._epoch_start is not None:
+            self._epoch_seconds.append(time.perf_counter() - self._epoch_start)
 
     def _write(self, trainer: L.Trainer, stage: str) -> None:
         if trainer.sanity_checking:
@@ -38,6 +50,9 @@ class MetricsJSON(L.Callback):
             "global_step": trainer.global_step,
             "metrics": metrics,
         }
+        if stage == "fit" and self._epoch_seconds:
+            content[stage]["seconds_per_epoch"] = statistics.median(self._epoch_seconds)
+            content[stage]["epochs_timed"] = len(self._epoch_seconds)
         directory.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(content, indent=2, sort_keys=True))
 

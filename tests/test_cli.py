@@ -105,6 +105,7 @@ def test_fit_then_resume_then_test(template_plugin, tmp_path):
     metrics = sorted(tmp_path.glob("**/metrics.json"))
     fit = json.loads(metrics[-1].read_text())["fit"]
     assert fit["epoch"] == 2 and fit["global_step"] == 8  # 4 steps per epoch, the first epoch restored
+    assert fit["epochs_timed"] == 1 and fit["seconds_per_epoch"] > 0  # the epoch this process ran
     ckpt = sorted(tmp_path.glob("**/last.ckpt"))[-1]
     test = run_dtwin("test", *common, "--ckpt_path", str(ckpt), env=env)
     assert test.returncode == 0, test.stderr[-3000:]
