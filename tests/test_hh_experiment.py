@@ -1,0 +1,36 @@
+"""scripts/hh_experiment.py: one tiny run end to end, resumption, the tables."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+SCRIPT = ROOT / "scripts" / "hh_experiment.py"
+
+
+def run(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_a_tiny_run_then_the_report(tmp_path):
+    args = ["--operators", "fno", "--seeds", "0", "--samples", "40", "--epochs", "fno=1", "--quiet"]
+    first = run(*args, "--root", str(tmp_path))
+    assert first.returncode == 0, first.stderr[-3000:]
+    seed_dir = tmp_path / "fno" / "n40" / "seed0"
+    report = json.loads((seed_dir / "test.json").read_text())
+    assert report["samples"] == 8 and report["model"] == "FNO"
+    assert json.loads((seed_dir / "fit.done").read_text())["epoch"] == 1
+    # a second call finds the run done and only collects
+    again = run(*args, "--root", str(tmp_path))
+    assert again.returncode == 0 and "$ dtwin" not in again.stdout
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["fno"]["40"]["seeds"]["0"]["test"]["rel_l2_mean"] == report["rel_l2_mean"]
+
+
+def test_bad_arguments_are_named(tmp_path):
+    bad = run("--epochs", "fno:10", "--root", str(tmp_path))
+    assert bad.returncode == 2 and "--epochs takes OP=N" in bad.stderr
+    assert "hh_experiment" in run("--help").stdout
