@@ -39,6 +39,9 @@ def test_there_are_cuda_sources():
 @pytest.mark.skipif(NVCC is None, reason="nvcc is not installed on this machine")
 @pytest.mark.parametrize("source", CUDA_SOURCES, ids=lambda p: p.name)
 def test_cu_compiles_with_nvcc(source, tmp_path):
+    # torch's own nvcc flags (they remove the implicit half/bfloat16 conversions, for one)
+    from torch.utils.cpp_extension import COMMON_NVCC_FLAGS
+
     cmd = [
         NVCC,
         "-c",
@@ -52,6 +55,7 @@ def test_cu_compiles_with_nvcc(source, tmp_path):
         "-gencode=arch=compute_80,code=sm_80",
         "-gencode=arch=compute_90,code=sm_90",
         "-Werror=all-warnings",
+        *COMMON_NVCC_FLAGS,
     ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stdout}\n{result.stderr}"

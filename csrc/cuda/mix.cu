@@ -14,6 +14,33 @@ namespace {
 
 constexpr int kThreads = 128;
 
+// Explicit conversions: torch builds extensions with __CUDA_NO_HALF_CONVERSIONS__ and
+// __CUDA_NO_BFLOAT16_CONVERSIONS__, which remove the implicit ones.
+template <class Acc, class T>
+__device__ __forceinline__ Acc to_acc(T v) {
+  return static_cast<Acc>(v);
+}
+template <>
+__device__ __forceinline__ float to_acc<float, __half>(__half v) {
+  return __half2float(v);
+}
+template <>
+__device__ __forceinline__ float to_acc<float, __nv_bfloat16>(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
+template <class T, class Acc>
+__device__ __forceinline__ T from_acc(Acc v) {
+  return static_cast<T>(v);
+}
+template <>
+__device__ __forceinline__ __half from_acc<__half, float>(float v) {
+  return __float2half_rn(v);
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16, float>(float v) {
+  return __float2bfloat16_rn(v);
+}
+
 template <class T, class TW, class Acc>
 __global__ void __launch_bounds__(kThreads) mix_kernel(const MixArgs a) {
   const mix::Shape& s = a.shape;
@@ -30,14 +57,14 @@ __global__ void __launch_bounds__(kThreads) mix_kernel(const MixArgs a) {
     const T* x = in + b * a.in_s.b + m1 * a.in_s.m1 + m2 * a.in_s.m2;
     Acc acc_re = Acc(0), acc_im = Acc(0);
     for (int64_t j = 0; j < s.J; ++j) {
-      const Acc x_re = static_cast<Acc>(x[j * a.in_s.j]);
-      const Acc x_im = sign_in * static_cast<Acc>(x[j * a.in_s.j + a.in_s.c]);
+      const Acc x_re = to_acc<Acc>(x[j * a.in_s.j]);
+      const Acc x_im = sign_in * to_acc<Acc>(x[j * a.in_s.j + a.in_s.c]);
       const TW* e = w + j * a.w_s.b;
-      mix::complex_mac(acc_re, acc_im, x_re, x_im, static_cast<Acc>(e[0]), sign_w * static_cast<Acc>(e[a.w_s.c]));
+      mix::complex_mac(acc_re, acc_im, x_re, x_im, to_acc<Acc>(e[0]), sign_w * to_acc<Acc>(e[a.w_s.c]));
     }
     T* o = out + b * a.out_s.b + m1 * a.out_s.m1 + m2 * a.out_s.m2 + n * a.out_s.j;
-    o[0] = static_cast<T>(acc_re);
-    o[a.out_s.c] = static_cast<T>(acc_im);
+    o[0] = from_acc<T>(acc_re);
+    o[a.out_s.c] = from_acc<T>(acc_im);
   }
 }
 

@@ -19,7 +19,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import Tensor
 
-__all__ = ["OpSample", "OpTestBase", "assert_close_to_reference", "layouts", "relayout", "requires_kernel"]
+__all__ = [
+    "DEVICES",
+    "OpSample",
+    "OpTestBase",
+    "assert_close_to_reference",
+    "layouts",
+    "relayout",
+    "requires_kernel",
+    "to_device",
+]
+
+#: The devices the op tests run on: the CPU always, CUDA when torch sees a GPU.
+DEVICES = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
 
 #: How a tensor is laid out in memory: as allocated, a strided view, or a transposed copy.
 LAYOUTS = ("contiguous", "strided", "transposed")
@@ -45,6 +57,22 @@ def relayout(x: Tensor, layout: str) -> Tensor:
             return relayout(x, "strided")
         return x.transpose(-1, -2).contiguous().transpose(-1, -2)
     raise ValueError(f"relayout: unknown layout {layout!r}; use one of {LAYOUTS}")
+
+
+def to_device(value: Any, device: str | torch.device) -> Any:
+    """``value`` with every tensor (in nested lists and tuples too) on ``device``, keeping each
+    tensor's strides (a strided or transposed layout stays one) and its ``requires_grad``."""
+    if isinstance(value, Tensor):
+        if value.device == torch.device(device):
+            return value
+        out = torch.empty_strided(value.shape, value.stride(), dtype=value.dtype, device=device)
+        out.copy_(value.detach())
+        return out.requires_grad_(value.requires_grad)
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_device(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    return value
 
 
 @dataclass
@@ -88,7 +116,12 @@ def requires_kernel(op: str, device: str = "cpu"):
 
 
 class OpTestBase:
-    """Base of an op's test class. Subclasses set ``op`` and implement the hooks below."""
+    """Base of an op's test class. Subclasses set ``op`` and implement the hooks below.
+
+    Every test runs once per device of :data:`DEVICES`. Samples are drawn on the CPU; on another
+    device the compiled op runs on a copy of the sample (same strides) and is compared with the
+    reference computed on the CPU. The opcheck and gradcheck hooks may read ``self.device`` to
+    build tensors that their closures capture; their arguments and inputs are moved there."""
 
     #: the op's name in the dtwin namespace (torch.ops.dtwin.<op>)
     op: ClassVar[str] = ""
@@ -98,6 +131,8 @@ class OpTestBase:
         torch.float64: (1e-10, 1e-12),
     }
     max_examples: ClassVar[int] = int(os.environ.get("DTWIN_HYPOTHESIS_EXAMPLES", "30"))
+    #: the device of the test that is running (set by the tests before the hooks are called)
+    device: str = "cpu"
 
     # ---- hooks ------------------------------------------------------------------------------
 
@@ -140,13 +175,18 @@ class OpTestBase:
 
     # ---- the tests ----------------------------------------------------------------------------
 
-    def test_matches_reference(self) -> None:
+    def _use_device(self, device: str) -> None:
         if not self.op:
             pytest.skip("abstract base")
         from dtwin.ops import _library
 
-        if not _library.has_kernel(self.op, "cpu"):
-            pytest.skip(f"dtwin._C has no cpu kernel for {self.op}")
+        if not _library.has_kernel(self.op, device):
+            pytest.skip(f"dtwin._C has no {device} kernel for {self.op}")
+        self.device = device
+
+    @pytest.mark.parametrize("device", DEVICES)
+    def test_matches_reference(self, device: str) -> None:
+        self._use_device(device)
 
         @settings(
             max_examples=self.max_examples,
@@ -157,31 +197,32 @@ class OpTestBase:
         @given(sample=self.samples())
         def run(sample: OpSample) -> None:
             rtol, atol = self.tolerance(sample)
+            moved = OpSample(to_device(sample.args, device), to_device(sample.kwargs, device), sample.note)
+            actual = to_device(self.call(moved), "cpu")
             assert_close_to_reference(
-                self.call(sample), self.call_reference(sample), rtol, atol, f"{self.op} ({sample.note})"
+                actual, self.call_reference(sample), rtol, atol, f"{self.op} ({sample.note}) on {device}"
             )
 
         run()
 
-    def test_opcheck(self) -> None:
-        if not self.op:
-            pytest.skip("abstract base")
-        from dtwin.ops import _library
-
-        if not _library.extension_loaded():
-            pytest.skip(f"dtwin._C is not built: {_library.extension_error()}")
-        cases = self.opcheck_samples()
+    @pytest.mark.parametrize("device", DEVICES)
+    def test_opcheck(self, device: str) -> None:
+        self._use_device(device)
+        cases = to_device(self.opcheck_samples(), device)
         assert any(name == self.op for name, _, _ in cases), (
             f"{type(self).__name__} gives no opcheck sample of {self.op}"
         )
         for name, args, kwargs in cases:
             torch.library.opcheck(getattr(torch.ops.dtwin, name).default, args, kwargs)
 
-    def test_gradcheck(self) -> None:
+    @pytest.mark.parametrize("device", DEVICES)
+    def test_gradcheck(self, device: str) -> None:
+        self._use_device(device)
         cases = self.gradcheck_samples()
         if not cases:
             pytest.skip(f"{self.op} has no backward")
         for fn, inputs in cases:
+            inputs = to_device(tuple(inputs), device)
             assert all(x.dtype in (torch.float64, torch.complex128) for x in inputs), (
                 "gradcheck inputs must be float64 or complex128"
             )

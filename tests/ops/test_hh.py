@@ -176,6 +176,8 @@ class TestHHSimulate(OpTestBase):
         )
         tc = torch.linspace(-1, 5, 13, dtype=torch.float64)
         cur = torch.rand(3, 13, generator=g, dtype=torch.float64) * 10
+        # the tensors the closures capture live on the device under test (the base moves the inputs)
+        t, y0, tc, cur = (v.to(self.device) for v in (t, y0, tc, cur))
         cases = []
         for method in ("rush_larsen", "rk4"):
             cases.append(
