@@ -55,8 +55,10 @@ def has_kernel(op: str, device_type: str) -> bool:
     return torch._C._dispatch_has_kernel_for_dispatch_key(f"dtwin::{op}", key)
 
 
+@torch.compiler.assume_constant_result
 def use_compiled(op: str, device: torch.device) -> bool:
-    """Decide, for one call, between the compiled kernel and the reference."""
+    """Decide, for one call, between the compiled kernel and the reference. Under torch.compile
+    the decision is taken once, while tracing, and is a constant of the graph (no graph break)."""
     choice = backend()
     if choice == "reference":
         return False

@@ -11,8 +11,6 @@ compiled kernels (csrc/wavelet_op.h).
 
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import Tensor
 
@@ -43,8 +41,20 @@ __all__ = [
 # wavelets and sizes
 
 
-@functools.lru_cache(maxsize=64)
+#: name -> float64 filters; a plain dict, so that torch.compile reads a loaded wavelet's filters
+#: without tracing into PyWavelets (a graph break)
+_FILTERS: dict[str, Tensor] = {}
+
+
 def _filters64(name: str) -> Tensor:
+    filters = _FILTERS.get(name) if isinstance(name, str) else None
+    if filters is None:
+        filters = _load_filters(name)
+        _FILTERS[name] = filters
+    return filters
+
+
+def _load_filters(name: str) -> Tensor:
     try:
         import pywt
     except ImportError as exc:  # pragma: no cover - PyWavelets is a dependency
