@@ -82,25 +82,34 @@ def test_hh_cuda(benchmark, role, scheme, dtype):
 # spectral convolution vs neuraloperator's SpectralConv (n_modes counts the whole spectrum)
 
 SPECTRAL = {
+    "1d [100,32,500] M=16 (HH FNO)": ((100, 32, 500), (32, 32, 16), (30,)),
+    "2d [16,32,64,64] M=16x16": ((16, 32, 64, 64), (32, 32, 32, 16), (32, 30)),
     "1d [256,64,2048] M=32": ((256, 64, 2048), (64, 64, 32), (62,)),
     "2d [32,64,128,128] M=32x32": ((32, 64, 128, 128), (64, 64, 64, 32), (64, 62)),
 }
-SPECTRAL_ROLES = ["dtwin", "dtwin bf16", "neuraloperator"]
+#: role -> (dtype, algorithm); 'auto' picks the transform by the device's cost model
+SPECTRAL_ROLES = {
+    "dtwin": (torch.float32, "auto"),
+    "dtwin dft": (torch.float32, "dft"),
+    "dtwin fft": (torch.float32, "fft"),
+    "dtwin bf16": (torch.bfloat16, "auto"),
+    "neuraloperator": (torch.float32, None),
+}
 
 
-@pytest.mark.parametrize("role", SPECTRAL_ROLES)
+@pytest.mark.parametrize("role", list(SPECTRAL_ROLES))
 @pytest.mark.parametrize("case", list(SPECTRAL))
 def test_spectral_cuda_forward_backward(benchmark, case, role):
     x_shape, w_shape, n_modes = SPECTRAL[case]
     torch.manual_seed(0)
     two_d = len(x_shape) == 4
-    dtype = torch.bfloat16 if role == "dtwin bf16" else torch.float32
+    dtype, algorithm = SPECTRAL_ROLES[role]
     x = torch.randn(*x_shape, device=DEV, dtype=dtype, requires_grad=True)
     grad = torch.randn(x_shape[0], w_shape[1], *x_shape[2:], device=DEV, dtype=dtype)
     if role.startswith("dtwin"):
         weight = (torch.randn(*w_shape, dtype=torch.complex64, device=DEV) * 0.1).requires_grad_()
         op = spectral_conv2d if two_d else spectral_conv1d
-        layer = lambda x: op(x, weight)  # noqa: E731
+        layer = lambda x: op(x, weight, algorithm=algorithm)  # noqa: E731
     else:
         module = pytest.importorskip("neuralop.layers.spectral_convolution", reason="no neuraloperator")
         layer = module.SpectralConv(x_shape[1], w_shape[1], n_modes=n_modes, bias=False).to(DEV)

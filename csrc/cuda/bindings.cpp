@@ -45,7 +45,6 @@ MixDtype mix_dtype(at::ScalarType t) {
 }
 
 void mix_cuda(const mix::Call& c) {
-  TORCH_CHECK(c.in.t.scalar_type() == c.out.t.scalar_type(), "mix (CUDA): in and out dtypes differ");
   MixArgs a;
   a.shape = c.shape;
   a.in = c.in.t.data_ptr();
@@ -58,8 +57,12 @@ void mix_cuda(const mix::Call& c) {
   a.out_s = c.out.s;
   a.dtype = mix_dtype(c.in.t.scalar_type());
   a.w_dtype = mix_dtype(c.w.t.scalar_type());
-  TORCH_CHECK(a.w_dtype == a.dtype || a.w_dtype == MixDtype::kFloat, "mix (CUDA): w of dtype ", c.w.t.scalar_type(),
-              " with inputs of ", c.in.t.scalar_type());
+  a.out_dtype = mix_dtype(c.out.t.scalar_type());
+  const auto other_ok = [&](MixDtype d) {
+    return d == a.dtype || (d == MixDtype::kFloat && a.dtype != MixDtype::kDouble);
+  };
+  TORCH_CHECK(other_ok(a.w_dtype) && other_ok(a.out_dtype), "mix (CUDA): w of dtype ", c.w.t.scalar_type(),
+              " and out of dtype ", c.out.t.scalar_type(), " with inputs of ", c.in.t.scalar_type());
   const cudaError_t err = mix_launch(a, c10::cuda::getCurrentCUDAStream());
   TORCH_CHECK(err == cudaSuccess, "mix: CUDA kernel launch failed: ", cudaGetErrorString(err));
 }

@@ -15,8 +15,9 @@ namespace cuda {
 template <class T>
 cudaError_t hh_simulate_launch(const hh::Problem<T>& problem, int method, cudaStream_t stream);
 
-// Spectral mode mixing (csrc/include/dtwin/mix.h): `in` and `out` of one dtype, `w` of its own
-// (the complex64 weight, or modes of the input's dtype); float accumulation except for double.
+// Spectral mode mixing (csrc/include/dtwin/mix.h): `in` of the op's dtype; `w` and `out` each of
+// that dtype or float32 (the complex64 weight and its gradient); float accumulation except for
+// double.
 enum class MixDtype : int { kFloat = 0, kDouble = 1, kHalf = 2, kBFloat16 = 3 };
 struct MixArgs {
   mix::Shape shape;
@@ -30,6 +31,7 @@ struct MixArgs {
   mix::Strides out_s;
   MixDtype dtype;
   MixDtype w_dtype;
+  MixDtype out_dtype;
 };
 cudaError_t mix_launch(const MixArgs& args, cudaStream_t stream);
 

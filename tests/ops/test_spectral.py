@@ -14,7 +14,7 @@ from dtwin.ops import (
     spectral_conv2d,
     spectral_conv2d_reference,
 )
-from dtwin.testing.ops import OpSample, OpTestBase, relayout, requires_kernel
+from dtwin.testing.ops import DEVICES, OpSample, OpTestBase, relayout, requires_kernel
 
 DTYPES = {torch.float32: torch.complex64, torch.float64: torch.complex128}
 
@@ -147,6 +147,38 @@ class TestSpectralConv2d(OpTestBase):
                     (lambda x, w, a=algorithm, s=out_shape: spectral_conv2d(x, w, s, algorithm=a), (x, w))
                 )
         return cases
+
+
+@pytest.mark.skipif("cuda" not in DEVICES, reason="float16/bfloat16 run on CUDA only")
+@requires_kernel("spectral_conv1d", "cuda")
+@pytest.mark.parametrize("dims", [1, 2])
+@pytest.mark.parametrize(
+    ("dtype", "tol"), [(torch.bfloat16, 3e-2), (torch.float16, 5e-3)], ids=["bf16", "fp16"]
+)
+def test_reduced_precision_on_cuda(dims, dtype, tol):
+    """float16/bfloat16 input (complex64 weight, float32 accumulation): output and gradients
+    against the float64 definition evaluated at the same rounded input."""
+    g = torch.Generator().manual_seed(5)
+    if dims == 1:
+        x, w = _rand(g, 3, 5, 96, dtype=torch.float32), _rand(g, 5, 4, 20, dtype=torch.complex64) * 0.3
+        op, ref = spectral_conv1d, spectral_conv1d_reference
+    else:
+        x, w = _rand(g, 2, 3, 24, 20, dtype=torch.float32), _rand(g, 3, 4, 8, 6, dtype=torch.complex64) * 0.3
+        op, ref = spectral_conv2d, spectral_conv2d_reference
+    x = x.to(dtype)
+    xd, wd = x.cuda().requires_grad_(), w.cuda().requires_grad_()
+    y = op(xd, wd)
+    assert y.dtype == dtype and y.device.type == "cuda"
+    grad = torch.randn(y.shape, generator=g).to(dtype)
+    y.backward(grad.cuda())
+    assert xd.grad.dtype == dtype and wd.grad.dtype == torch.complex64
+    x64, w64 = x.double().requires_grad_(), w.to(torch.complex128).requires_grad_()
+    y64 = ref(x64, w64)
+    y64.backward(grad.double())
+    for name, ours, theirs in (("y", y, y64), ("grad x", xd.grad, x64.grad), ("grad w", wd.grad, w64.grad)):
+        ours = ours.detach().cpu().to(theirs.dtype)
+        rel = float((ours - theirs).norm() / theirs.norm())
+        assert rel < tol, f"{name}: relative L2 error {rel:.2e} in {dtype} (tolerance {tol})"
 
 
 @requires_kernel("spectral_conv1d")
