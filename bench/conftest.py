@@ -10,7 +10,7 @@ A benchmark joins a pair through ``benchmark.extra_info``: ``pair`` (a shared la
 
 from __future__ import annotations
 
-from collections import defaultdict
+from dtwin.benchmarking import format_ratios, ratios
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -18,29 +18,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     benchmarks = [b for b in getattr(session, "benchmarks", []) if b.stats]
     if not benchmarks:
         return
-    pairs: dict[str, dict[str, object]] = defaultdict(dict)
-    for b in benchmarks:
-        if "pair" in b.extra_info:
-            pairs[b.extra_info["pair"]][b.extra_info.get("role", "dtwin")] = b
     write = terminalreporter.write_line
-    if pairs:
+    rows = ratios(benchmarks)
+    if rows:
         write("")
         write("dtwin vs baselines measured in this run (median times; ratio = baseline / dtwin)")
-        write(f"{'pair':44s} {'dtwin':>11s} {'baseline':28s} {'baseline t':>11s} {'ratio':>8s}")
-        for label in sorted(pairs):
-            roles = pairs[label]
-            ours = roles.get("dtwin")
-            if ours is None:
-                continue
-            for role, other in sorted(roles.items()):
-                if role == "dtwin":
-                    continue
-                ratio = other.stats.median / ours.stats.median
-                write(
-                    f"{label:44s} {ours.stats.median * 1e3:9.2f}ms {role:28s} "
-                    f"{other.stats.median * 1e3:9.2f}ms "
-                    f"{ratio:7.1f}x"
-                )
+        for line in format_ratios(rows):
+            write(line)
     costed = [b for b in benchmarks if "rel_l2_error" in b.extra_info]
     if costed:
         write("")

@@ -4,6 +4,7 @@
     dtwin list [--kind KIND] [--verbose]
     dtwin info
     dtwin simulate hh --n 2000 --out FILE
+    dtwin bench [-k EXPR] [--json FILE] [--compare BASE.json --fail-ratio 1.25]
 
 ``fit`` and friends are Lightning's LightningCLI with plugin names resolved by the registry
 (a full class path works too, in arguments and in config files): Lightning supplies the loop,
@@ -41,6 +42,8 @@ commands:
   list           the installed plugins: kind, name, distribution, version, status
   info           versions, the compiled kernels (CPU instruction set, CUDA architectures), threads
   simulate       run a twin: dtwin simulate hh --n 2000 --out hh.pt (writes traces and a PNG)
+  bench          the benchmark suite (bench/) with a table of ratios against paired references;
+                 --json saves the run, --compare BASE.json fails when a ratio worsened (dtwin bench -h)
 
 environment:
   DTWIN_BACKEND=auto|reference|compiled   which kernels dtwin.ops use
@@ -64,12 +67,14 @@ def main(argv: list[str] | None = None) -> int:
             return _info(rest)
         if command == "simulate":
             return _simulate(rest)
+        if command == "bench":
+            return _bench(rest)
     except DtwinError as exc:
         print(f"dtwin {command}: error: {exc}", file=sys.stderr)
         return 2
     print(
         f"dtwin: unknown command {command!r}; the commands are fit, validate, test, predict, list, info, "
-        "simulate (dtwin --help)",
+        "simulate, bench (dtwin --help)",
         file=sys.stderr,
     )
     return 2
@@ -393,3 +398,126 @@ def _plot_traces(data: dict, path: Path, n: int = 6) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+# --------------------------------------------------------------------------------------------
+# bench
+
+_BENCH_HELP = """\
+Run dtwin's benchmark suite (pytest-benchmark) and print, for every pair, the median time of
+dtwin's code, of its reference or peer measured in the same run, and their ratio. Ratios, not
+times, are compared against a baseline: a machine that is slower overall moves both members of a
+pair alike.
+
+examples:
+  dtwin bench -k spectral                          # one suite, table of ratios
+  dtwin bench --json base.json                     # save a baseline (on main)
+  dtwin bench --compare base.json --fail-ratio 1.25   # exit 1 when a ratio fell by > 1.25x
+  dtwin bench --path my_plugin/bench -- -x         # a plugin's own suite; pytest arguments after --
+"""
+
+
+def _default_bench_path() -> Path | None:
+    import dtwin
+
+    for candidate in (Path(dtwin.__file__).resolve().parents[1] / "bench", Path.cwd() / "bench"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def _bench(args: list[str]) -> int:
+    import subprocess
+
+    from dtwin import benchmarking
+
+    parser = argparse.ArgumentParser(
+        prog="dtwin bench", description=_BENCH_HELP, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--path",
+        action="append",
+        help="benchmark file or folder (repeatable; default: bench/ of this dtwin checkout, else ./bench)",
+    )
+    parser.add_argument("-k", "--filter", help="pytest -k expression selecting benchmarks, e.g. 'hh and f32'")
+    parser.add_argument(
+        "--json", help="write the run's pytest-benchmark JSON here (default: a temporary file)"
+    )
+    parser.add_argument(
+        "--compare", metavar="BASE.json", help="a baseline from an earlier `dtwin bench --json`"
+    )
+    parser.add_argument(
+        "--fail-ratio",
+        type=float,
+        default=1.25,
+        help="with --compare: fail when a pair's ratio fell by more than this factor (default 1.25)",
+    )
+    parser.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: more pytest arguments")
+    opts = parser.parse_args(args)
+    if not opts.fail_ratio >= 1.0:
+        parser.error(
+            f"--fail-ratio must be >= 1 (the factor by which a ratio may fall), got {opts.fail_ratio}"
+        )
+    base = None
+    if opts.compare:
+        try:
+            base = benchmarking.ratios(benchmarking.load(opts.compare))
+        except (FileNotFoundError, ValueError) as exc:
+            parser.error(f"--compare: {exc}")
+    if opts.path:
+        paths = [Path(p) for p in opts.path]
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            parser.error(f"--path: {', '.join(missing)} does not exist")
+    else:
+        found = _default_bench_path()
+        if found is None:
+            parser.error("no bench/ folder next to dtwin or in the current directory; name one with --path")
+        paths = [found]
+    extra = opts.pytest_args[1:] if opts.pytest_args[:1] == ["--"] else opts.pytest_args
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(opts.json) if opts.json else Path(tmp) / "bench.json"
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            *map(str, paths),
+            "--benchmark-enable",
+            f"--benchmark-json={out}",
+        ]
+        cmd += ["-p", "no:cacheprovider", "-q", "--benchmark-columns=median,iqr,rounds"]
+        if opts.filter:
+            cmd += ["-k", opts.filter]
+        print("dtwin bench:", " ".join(cmd), flush=True)
+        code = subprocess.call([*cmd, *extra])
+        if code == 5:
+            print(
+                f"dtwin bench: no benchmark matched (-k {opts.filter!r}) under {', '.join(map(str, paths))}"
+            )
+            return 2
+        if not out.is_file():
+            print(f"dtwin bench: pytest exited with {code} and wrote no results", file=sys.stderr)
+            return code or 1
+        rows = benchmarking.ratios(benchmarking.load(out))
+        if code != 0:
+            print(f"dtwin bench: some benchmarks failed (pytest exit {code}); the ratios below omit them")
+    print()
+    if base is not None:
+        print(f"ratios of this run against {opts.compare} (change = new ratio / base ratio; < 1 is slower)")
+    for line in benchmarking.format_ratios(rows, base):
+        print(line)
+    if opts.json:
+        print(f"dtwin bench: results saved to {opts.json}")
+    if base is None:
+        return 1 if code else 0
+    regressions = benchmarking.compare(base, rows, opts.fail_ratio)
+    for r in regressions:
+        print(
+            f"REGRESSION: {r.pair} vs {r.baseline}: ratio {r.new_ratio:.2f}x, was {r.base_ratio:.2f}x "
+            f"({r.factor:.2f}x worse > {opts.fail_ratio})"
+        )
+    if regressions:
+        print(f"dtwin bench: {len(regressions)} pair(s) regressed beyond --fail-ratio {opts.fail_ratio}")
+        return 1
+    print(f"dtwin bench: no pair regressed beyond --fail-ratio {opts.fail_ratio} ({len(rows)} compared)")
+    return 1 if code else 0

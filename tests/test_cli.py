@@ -29,7 +29,7 @@ SMALL_DATA = [
 def test_help_lists_the_commands():
     result = run_dtwin("--help")
     assert result.returncode == 0
-    for command in ("fit", "list", "info", "simulate"):
+    for command in ("fit", "list", "info", "simulate", "bench"):
         assert command in result.stdout
 
 
