@@ -1,0 +1,1 @@
+"""dtwin's built-in estimators (registered in the ``dtwin.estimators`` entry-point group)."""

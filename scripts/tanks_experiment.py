@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""Two-stage estimator with out-of-distribution fine-tuning on the cascaded water tanks
+(SPECS.md section 3): Monte Carlo runs at the OOD parameters, parameter MSE and time per estimate
+of the pre-trained two-stage estimator (TS), its Gauss-Newton warm start, TS fine-tuned, and the
+prediction-error method (PEM) from a good and from a poor initial value.
+
+    python3 scripts/tanks_experiment.py --runs 100            # both OOD cases (resumable)
+    python3 scripts/tanks_experiment.py --report              # tables and figure from saved runs
+
+Parameter MSE = mean over runs of ||theta_hat - theta_0||^2 (summed over the 4 parameters; the
+larger of the two usual conventions). Good PEM start: the truth with each parameter perturbed by a
+uniform +-10%; poor start: the centre of the prior box. Everything lands in --out: the trained
+estimator (two_stage.ckpt, reused), results.json (one entry per run, written as it goes),
+estimates.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from dtwin.estimation import prediction_error_method
+from dtwin.sim import tanks
+
+PUBLISHED = {  # parameter MSE, per the authors' code (SPECS.md section 3)
+    "OOD1": {"TS pre-trained": 0.1189, "TS fine-tuned": 0.0705, "PEM (good start)": 0.0737},
+    "OOD2": {"TS pre-trained": 0.1921, "TS fine-tuned": 0.1631, "PEM (good start)": 0.0611},
+}
+METHODS = (
+    "TS pre-trained",
+    "TS Gauss-Newton warm start",
+    "TS fine-tuned",
+    "PEM (good start)",
+    "PEM (poor start)",
+)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=100, help="Monte Carlo runs per case (paper: 100)")
+    p.add_argument("--cases", nargs="+", default=list(tanks.OOD), choices=list(tanks.OOD), help="OOD cases")
+    p.add_argument("--epochs", type=int, default=40, help="pre-training epochs (20000 simulated records)")
+    p.add_argument("--no-pem", action="store_true", help="skip the prediction-error baselines (slow)")
+    p.add_argument("--out", default="runs/tanks", help="output folder")
+    p.add_argument("--report", action="store_true", help="only print tables and draw the figure")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    if args.runs < 1:
+        p.error(f"--runs must be >= 1, got {args.runs}")
+    if args.epochs < 1:
+        p.error(f"--epochs must be >= 1, got {args.epochs}")
+    return args
+
+
+def pretrained(out: Path, epochs: int, quiet: bool):
+    """The two-stage estimator trained on the prior box (resumes from its last checkpoint)."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from dtwin.data.tanks import TanksDataModule
+    from dtwin_estimators.two_stage import TwoStage
+
+    final = out / "two_stage.ckpt"
+    if final.is_file():
+        return TwoStage.load_from_checkpoint(final, map_location="cpu").eval()
+    torch.manual_seed(0)
+    model = TwoStage()
+    data = TanksDataModule()
+    ckpt_dir = out / "train"
+    last = ckpt_dir / "last.ckpt"
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        default_root_dir=str(out),
+        logger=False,
+        enable_progress_bar=not quiet,
+        enable_model_summary=False,
+        callbacks=[ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0)],
+    )
+    trainer.fit(model, data, ckpt_path=str(last) if last.is_file() else None)
+    metrics = trainer.test(model, data, verbose=False)[0]
+    print(
+        "pre-trained on the prior box: test parameter MSE (mean over parameters) "
+        f"{metrics['test/param_mse']:.4f}"
+    )
+    trainer.save_checkpoint(final)
+    return model.eval()
+
+
+def one_run(model, case: str, run: int, pem: bool) -> dict:
+    theta0 = torch.tensor(tanks.OOD[case], dtype=torch.float64)
+    g = torch.Generator().manual_seed(1000 * (list(tanks.OOD).index(case) + 1) + run)
+    u = tanks.random_input(1, generator=g)[0]
+    y = tanks.simulate(theta0, u, generator=g)[0]
+    entry: dict = {"case": case, "run": run, "theta0": theta0.tolist(), "estimates": {}, "seconds": {}}
+
+    def record(method: str, theta: torch.Tensor, seconds: float) -> None:
+        entry["estimates"][method] = [float(v) for v in theta]
+        entry["seconds"][method] = seconds
+
+    t = time.perf_counter()
+    with torch.no_grad():
+        pre = model({"u": u[None].float(), "y": y[None].float()})[0].double()
+    record("TS pre-trained", pre, time.perf_counter() - t)
+    t = time.perf_counter()
+    _, report = model.fine_tune(u, y, seed=run)
+    seconds = time.perf_counter() - t
+    record("TS fine-tuned", torch.tensor(report["theta_fine_tuned"]), seconds)
+    if "theta_gauss_newton" in report:
+        record("TS Gauss-Newton warm start", torch.tensor(report["theta_gauss_newton"]), seconds)
+    entry["gate"] = {k: report[k] for k in ("gate_statistic", "gate_dof", "gate_p_value", "verdict")}
+    entry["stage_seconds"] = report["seconds"]
+    if pem:
+
+        def sim(theta):
+            return tanks.simulate(theta, u, noise=False)[0]
+
+        good = theta0 * (1 + 0.2 * (torch.rand(4, generator=g, dtype=torch.float64) - 0.5))
+        poor = (torch.tensor(tanks.PRIOR_LOW) + torch.tensor(tanks.PRIOR_HIGH)).double() / 2
+        for method, start in (("PEM (good start)", good), ("PEM (poor start)", poor)):
+            t = time.perf_counter()
+            theta, _ = prediction_error_method(sim, y, start)
+            record(method, theta, time.perf_counter() - t)
+    return entry
+
+
+def summarise(results: list[dict]) -> dict:
+    table: dict = {}
+    for case in tanks.OOD:
+        runs = [r for r in results if r["case"] == case]
+        if not runs:
+            continue
+        rows = {}
+        for method in METHODS:
+            errs, secs = [], []
+            for r in runs:
+                if method in r["estimates"]:
+                    est = torch.tensor(r["estimates"][method])
+                    errs.append(float((est - torch.tensor(r["theta0"])).pow(2).sum()))
+                    secs.append(r["seconds"][method])
+            if errs:
+                rows[method] = {
+                    "mse": statistics.fmean(errs),
+                    "median_sq_error": statistics.median(errs),
+                    "seconds": statistics.fmean(secs),
+                    "runs": len(errs),
+                }
+        flagged = sum(r["gate"]["verdict"] == "out of distribution" for r in runs)
+        table[case] = {"methods": rows, "gate_flagged": flagged, "runs": len(runs)}
+    return table
+
+
+def print_tables(table: dict) -> None:
+    for case, t in table.items():
+        print(
+            f"\n{case} theta0 = {list(tanks.OOD[case])}: {t['runs']} runs; "
+            f"OOD gate flagged {t['gate_flagged']}/{t['runs']}"
+        )
+        print(f"{'method':30s} {'param MSE':>10s} {'median':>9s} {'s/estimate':>11s} {'published':>10s}")
+        for method, row in t["methods"].items():
+            pub = PUBLISHED[case].get(method)
+            print(
+                f"{method:30s} {row['mse']:10.4f} {row['median_sq_error']:9.4f} {row['seconds']:11.2f} "
+                f"{pub if pub is not None else '':>10}"
+            )
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = [c for c in tanks.OOD if any(r["case"] == c for r in results)]
+    methods = [m for m in METHODS if any(m in r["estimates"] for r in results)]
+    fig, axes = plt.subplots(len(cases), 4, figsize=(15, 3.6 * len(cases)), squeeze=False)
+    for i, case in enumerate(cases):
+        runs = [r for r in results if r["case"] == case]
+        for j, name in enumerate(tanks.PARAMETERS):
+            ax = axes[i][j]
+            data = [[r["estimates"][m][j] for r in runs if m in r["estimates"]] for m in methods]
+            ax.boxplot(data, showfliers=False)
+            for k, d in enumerate(data):
+                ax.plot(
+                    [k + 1 + 0.15 * (q - 0.5) for q in torch.rand(len(d)).tolist()], d, ".", ms=2, alpha=0.5
+                )
+            ax.axhline(tanks.OOD[case][j], color="k", lw=1.2, label="truth")
+            ax.axhspan(tanks.PRIOR_LOW[j], tanks.PRIOR_HIGH[j], color="0.9", zorder=0, label="prior box")
+            ax.set_xticks(range(1, len(methods) + 1), [m.replace(" (", "\n(") for m in methods], fontsize=6)
+            ax.set_title(f"{case}: {name}")
+            if i == 0 and j == 0:
+                ax.legend(fontsize=7)
+    fig.suptitle("Water tanks: estimates over Monte Carlo runs (black: truth; grey band: prior box)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else []
+    if not args.report:
+        model = pretrained(out, args.epochs, args.quiet)
+        done = {(r["case"], r["run"]) for r in results}
+        todo = [(c, r) for c in args.cases for r in range(args.runs) if (c, r) not in done]
+        from tqdm import tqdm
+
+        for case, run in tqdm(todo, desc="Monte Carlo runs", disable=args.quiet):
+            results.append(one_run(model, case, run, pem=not args.no_pem))
+            results_path.write_text(json.dumps(results))
+    if not results:
+        print(f"no results in {results_path}; run without --report first", file=sys.stderr)
+        return 1
+    table = summarise(results)
+    print_tables(table)
+    (out / "summary.json").write_text(json.dumps(table, indent=2))
+    plot(results, out / "estimates.png")
+    print(f"\nresults: {results_path}; figure: {out / 'estimates.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
