@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-__all__ = ["GaussNewtonResult", "gauss_newton", "prediction_error_method"]
+__all__ = ["GaussNewtonResult", "batched_gauss_newton", "gauss_newton", "prediction_error_method"]
 
 
 @dataclass
@@ -85,6 +85,75 @@ def gauss_newton(
         if converged:
             break
     return GaussNewtonResult(x, cost, initial, accepted, J, history)
+
+
+def batched_gauss_newton(
+    residual: Callable[[Tensor], Tensor],
+    x0: Tensor,
+    *,
+    iterations: int = 10,
+    damping: float = 1e-3,
+    max_tries: int = 8,
+    max_step: float | None = None,
+) -> list[GaussNewtonResult]:
+    """:func:`gauss_newton` from S starting points at once: ``residual`` maps [S, P] to [S, M],
+    row s depending on x[s] alone, so every evaluation (and the Jacobian, by forward mode) is one
+    batched call. Each start keeps its own damping and accepts its own steps. Returns one result
+    per start."""
+    if x0.dim() != 2:
+        raise ValueError(f"batched_gauss_newton: x0 must be [S, P], got shape {list(x0.shape)}")
+    S, P = x0.shape
+    rows = torch.arange(S)
+
+    def evaluate(x: Tensor) -> tuple[Tensor, Tensor]:
+        J = torch.func.jacfwd(residual)(x)  # [S, M, S, P]: only the diagonal blocks are nonzero
+        return residual(x).detach(), J[rows, :, rows, :].detach()  # [S, M], [S, M, P]
+
+    x = x0.detach().clone()
+    r, J = evaluate(x)
+    cost = 0.5 * r.pow(2).sum(1)
+    initial = cost.clone()
+    histories = [[float(c)] for c in cost]
+    accepted = torch.zeros(S, dtype=torch.long)
+    active = torch.isfinite(cost)
+    lam = torch.full((S,), damping, dtype=x.dtype)
+    eye = torch.eye(P, dtype=x.dtype)
+    for _ in range(iterations):
+        JtJ = J.transpose(1, 2) @ J
+        g = (J.transpose(1, 2) @ r[..., None])[..., 0]
+        pending = active.clone()
+        for _ in range(max_tries):
+            if not bool(pending.any()):
+                break
+            A = JtJ + lam[:, None, None] * (torch.diag_embed(JtJ.diagonal(dim1=1, dim2=2)) + 1e-12 * eye)
+            step = torch.linalg.solve(A, -g)
+            if max_step is not None:
+                biggest = step.abs().amax(1, keepdim=True).clamp_min(1e-300)
+                step = step * torch.clamp(max_step / biggest, max=1.0)
+            step = torch.where(pending[:, None], step, torch.zeros_like(step))
+            with torch.no_grad():
+                r_new = residual(x + step)
+            new_cost = 0.5 * r_new.pow(2).sum(1)
+            new_cost = torch.where(
+                torch.isfinite(new_cost), new_cost, torch.full_like(new_cost, float("inf"))
+            )
+            ok = pending & (new_cost < cost)
+            x = torch.where(ok[:, None], x + step, x)
+            cost = torch.where(ok, new_cost, cost)
+            lam = torch.where(ok, (lam / 10).clamp_min(1e-9), torch.where(pending, lam * 10, lam))
+            accepted += ok.long()
+            pending &= ~ok
+        moved = active & ~pending
+        if not bool(moved.any()):
+            break
+        for s in moved.nonzero().flatten().tolist():
+            histories[s].append(float(cost[s]))
+        active = moved
+        r, J = evaluate(x)
+    return [
+        GaussNewtonResult(x[s], float(cost[s]), float(initial[s]), int(accepted[s]), J[s], histories[s])
+        for s in range(S)
+    ]
 
 
 def prediction_error_method(

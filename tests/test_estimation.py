@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dtwin.estimation import gauss_newton, prediction_error_method
+from dtwin.estimation import batched_gauss_newton, gauss_newton, prediction_error_method
 from dtwin.sim import tanks
 
 
@@ -17,6 +17,21 @@ def test_gauss_newton_solves_rosenbrock():
     torch.testing.assert_close(result.x, torch.tensor([1.0, 1.0], dtype=torch.float64), rtol=1e-6, atol=1e-6)
     assert result.cost < 1e-12 < result.initial_cost
     assert result.jacobian.shape == (2, 2)
+
+
+def test_batched_gauss_newton_equals_one_start_at_a_time():
+    def rosenbrock(x):  # [S, 2] -> [S, 2]
+        return torch.stack((10 * (x[:, 1] - x[:, 0] ** 2), 1 - x[:, 0]), 1)
+
+    starts = torch.tensor([[-1.2, 1.0], [2.0, -1.0], [0.5, 0.5]], dtype=torch.float64)
+    batched = batched_gauss_newton(rosenbrock, starts, iterations=6, max_step=1.0)
+    for start, b in zip(starts, batched, strict=True):
+        single = gauss_newton(lambda x: rosenbrock(x[None])[0], start, iterations=6, max_step=1.0, tol=0.0)
+        torch.testing.assert_close(b.x, single.x)
+        assert b.iterations == single.iterations and abs(b.cost - single.cost) <= 1e-12 * max(
+            1.0, single.cost
+        )
+    assert all(b.cost < b.initial_cost for b in batched)
 
 
 def test_max_step_caps_every_step():

@@ -144,9 +144,11 @@ def _sqrt(h: Tensor) -> Tensor:
     )
 
 
-def arx_features(u: Tensor, y: Tensor, na: int = 3, nb: int = 3) -> Tensor:
+def arx_features(u: Tensor, y: Tensor, na: int = 3, nb: int = 3, residual: bool = False) -> Tensor:
     """Least-squares ARX coefficients [B, na + nb + 1] of y_t = sum a_i y_{t-i} + sum b_j u_{t-j}
-    + c, per record (the compression of input-output records)."""
+    + c, per record (the compression of input-output records); with ``residual`` one more column,
+    the log standard deviation of the one-step residual (the process noise, which does not scale
+    with the levels, makes it informative along the tanks' scaling valley)."""
     if na < 0 or nb < 1:
         _fail(f"ARX orders must be na >= 0, nb >= 1, got na={na}, nb={nb}")
     u = u.unsqueeze(0) if u.dim() == 1 else u
@@ -175,7 +177,11 @@ def arx_features(u: Tensor, y: Tensor, na: int = 3, nb: int = 3) -> Tensor:
         * torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
         * A.diagonal(dim1=1, dim2=2).mean(-1)[:, None, None]
     )
-    return torch.linalg.solve(A, Phi.transpose(1, 2) @ target).squeeze(-1)
+    coef = torch.linalg.solve(A, Phi.transpose(1, 2) @ target)
+    if not residual:
+        return coef.squeeze(-1)
+    r = (target - Phi @ coef).squeeze(-1)
+    return torch.cat((coef.squeeze(-1), 0.5 * torch.log(r.pow(2).mean(1, keepdim=True) + 1e-12)), 1)
 
 
 def quantile_features(y: Tensor, levels: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)) -> Tensor:

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from dtwin import EstimatorModule
-from dtwin.estimation import gauss_newton
+from dtwin.estimation import batched_gauss_newton
 from dtwin.sim import tanks
 
 COMPRESSIONS = ("arx", "quantiles", "conv")
@@ -56,7 +56,7 @@ class TwoStage(EstimatorModule):
         twin: the simulator the estimator is trained on ('tanks': cascaded water tanks).
         compression: 'arx' (least-squares ARX coefficients, orders ``na``, ``nb``), 'quantiles'
             (of y; for i.i.d. data) or 'conv' (a learned 1D convolutional encoder).
-        na, nb: ARX orders.
+        na, nb: ARX orders; arx_residual: add the log std of the ARX one-step residual.
         hidden, trunk_layers: the shared trunk (width, depth); head_hidden: each head's width.
         prior_low, prior_high: the prior box the training parameters are drawn from (default:
             the twin's).
@@ -72,6 +72,7 @@ class TwoStage(EstimatorModule):
         compression: str = "arx",
         na: int = 3,
         nb: int = 3,
+        arx_residual: bool = False,
         hidden: int = 128,
         trunk_layers: int = 3,
         head_hidden: int = 32,
@@ -105,7 +106,7 @@ class TwoStage(EstimatorModule):
         self.register_buffer("prior_low", low.float())
         self.register_buffer("prior_high", high.float())
         self.n_params = 4
-        n_features = {"arx": na + nb + 1, "quantiles": 5, "conv": 16}[compression]
+        n_features = {"arx": na + nb + 1 + int(arx_residual), "quantiles": 5, "conv": 16}[compression]
         self.encoder = ConvEncoder(n_features) if compression == "conv" else None
         layers: list[nn.Module] = []
         width = n_features
@@ -134,7 +135,7 @@ class TwoStage(EstimatorModule):
         """h: records [B, N] -> raw features [B, F] (float64 for the least-squares compressions)."""
         hp = self.hparams
         if hp.compression == "arx":
-            return tanks.arx_features(u.double(), y.double(), hp.na, hp.nb)
+            return tanks.arx_features(u.double(), y.double(), hp.na, hp.nb, residual=hp.arx_residual)
         if hp.compression == "quantiles":
             return tanks.quantile_features(y.double())
         return self.encoder(u.float(), y.float())
@@ -259,25 +260,18 @@ class TwoStage(EstimatorModule):
         t = time.perf_counter()
         phi_pre = start.log()
 
-        def residual(phi: Tensor) -> Tensor:
-            r = sim_features(phi.exp()).mean(0) - f0
-            whitened = torch.linalg.solve_triangular(L, r[:, None], upper=False)[:, 0]
-            return torch.cat((whitened, (phi - phi_pre) / prior_scale))
+        def residual_batched(phis: Tensor) -> Tensor:  # [S, 4] -> [S, F + 4]
+            r = sim_features_batched(phis.exp()).mean(1) - f0
+            whitened = torch.linalg.solve_triangular(L, r.T, upper=False).T
+            return torch.cat((whitened, (phis - phi_pre) / prior_scale), 1)
 
-        # the restarts: ``restarts`` starting points (the pre-trained estimate and random ones
-        # within a factor e^0.5 of it), their misfits in one batched simulation; Gauss-Newton
-        # runs from the best
+        # the restarts: the pre-trained estimate and ``restarts - 1`` random points within a factor
+        # e^0.5 of it; Gauss-Newton from all of them in one batch, the lowest misfit wins
         starts = torch.cat(
             (phi_pre[None], phi_pre + torch.rand(restarts - 1, 4, generator=g, dtype=torch.float64) - 0.5)
         )
-        with torch.no_grad():
-            costs = (
-                [float(residual(s).pow(2).sum()) for s in starts]
-                if restarts <= 1
-                else self._start_costs(starts, sim_features_batched, f0, L, phi_pre, prior_scale)
-            )
-        best_start = starts[int(torch.tensor(costs).argmin())]
-        best = gauss_newton(residual, best_start, iterations=gn_iterations, max_step=1.0)
+        results = batched_gauss_newton(residual_batched, starts, iterations=gn_iterations, max_step=1.0)
+        best = min(results, key=lambda res: res.cost)
         phi_gn = best.x
         report.update(
             theta_gauss_newton=phi_gn.exp().tolist(),
@@ -337,13 +331,6 @@ class TwoStage(EstimatorModule):
         seconds["total"] = sum(seconds.values())
         self.train(was_training)
         return tuned, report
-
-    @staticmethod
-    def _start_costs(starts, sim_features_batched, f0, L, phi_pre, prior_scale) -> list[float]:
-        mean = sim_features_batched(starts.exp()).mean(1)  # [S, F]
-        whitened = torch.linalg.solve_triangular(L, (mean - f0).T, upper=False).T
-        prior = (starts - phi_pre) / prior_scale
-        return (whitened.pow(2).sum(1) + prior.pow(2).sum(1)).tolist()
 
     def _check_record(self, u0: Tensor, y0: Tensor) -> tuple[Tensor, Tensor]:
         if not isinstance(u0, Tensor) or not isinstance(y0, Tensor):
