@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_spectral import _fno
+from test_spectral import _fno, fno_training_step
 from test_wavelet import DtwinLayer, PtwtLayer, PytorchWaveletsLayer
 from torch import nn
 
@@ -123,18 +123,9 @@ def test_fno_training_step_cuda(benchmark, role, batch):
     """One AdamW step of the HH paper's FNO on `batch` functions of 500 points."""
     torch.manual_seed(0)
     model = _fno(role).to(DEV)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     x, y = torch.randn(batch, 2, 500, device=DEV), torch.randn(batch, 1, 500, device=DEV) - 70
-    forward = (lambda: model({"x": x})) if role == "dtwin" else (lambda: model(x))
     benchmark.extra_info.update(pair=f"cuda FNO training step (HH config, batch {batch} x 500)", role=role)
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        pred = forward()
-        loss = ((pred - y).flatten(1).norm(dim=1) / y.flatten(1).norm(dim=1)).sum()
-        loss.backward()
-        optimizer.step()
-
+    step = fno_training_step(model, role, x, y)
     _timed(benchmark, step, rounds=30, warmup=3)
 
 

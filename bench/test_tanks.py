@@ -67,20 +67,13 @@ def test_tanks_simulator(benchmark, role):
 
 @pytest.fixture(scope="module")
 def estimator():
-    import lightning as L
-
     from dtwin.data.tanks import TanksDataModule
+    from dtwin.testing import quiet_trainer
     from dtwin_estimators.two_stage import TwoStage
 
     torch.manual_seed(0)
     model = TwoStage()
-    trainer = L.Trainer(
-        max_epochs=10,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_epochs=10)
     trainer.fit(model, TanksDataModule(n_train=10000, n_val=0, n_test=1))
     return model.eval()
 

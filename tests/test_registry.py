@@ -18,6 +18,7 @@ from dtwin.errors import (
     PluginTypeError,
     UnknownPluginError,
 )
+from dtwin.testing import quiet_trainer
 
 MODEL = """
 import torch
@@ -200,17 +201,9 @@ def test_checkpoint_reloads_by_name_and_refuses_another_plugin(site, tmp_path):
         {"thirdparty_ckpt": MODEL.format(cls="First") + MODEL.format(cls="Second")},
     )
     _refresh()
-    import lightning as L
 
     first = registry.load("operators", "first")(width=7)
-    trainer = L.Trainer(
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(tmp_path),
-    )
+    trainer = quiet_trainer(tmp_path, max_steps=1)
     batch = first.example_batch()
     trainer.fit(first, torch.utils.data.DataLoader([batch], batch_size=None))
     path = tmp_path / "first.ckpt"

@@ -4,6 +4,6 @@ Third-party plugin authors call :func:`check_plugin` from their own tests (or us
 ``dtwin_check_plugin`` pytest fixture that dtwin's pytest plugin provides).
 """
 
-from dtwin.testing.conformance import PluginCheckError, check_plugin
+from dtwin.testing.conformance import PluginCheckError, check_plugin, quiet_trainer
 
-__all__ = ["PluginCheckError", "check_plugin"]
+__all__ = ["PluginCheckError", "check_plugin", "quiet_trainer"]

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["PluginCheckError", "check_plugin"]
+__all__ = ["PluginCheckError", "check_plugin", "quiet_trainer"]
 
 
 class PluginCheckError(AssertionError):
@@ -35,23 +35,28 @@ def _silence_lightning() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
-def _trainer(root: Path, **overrides: Any):
+def quiet_trainer(root: str | Path | None = None, **overrides: Any):
+    """A Lightning Trainer for tests, scripts and benchmarks: one CPU process, no logger, no
+    checkpoints, no progress bar, no model summary. ``overrides`` are further Trainer arguments
+    (``max_epochs=...``, ``callbacks=[...]``) and win over these defaults."""
     import lightning as L
 
-    options = dict(
-        max_steps=1,
-        max_epochs=1,
+    options: dict[str, Any] = dict(
         accelerator="cpu",
         devices=1,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        default_root_dir=str(root),
-        num_sanity_val_steps=0,
     )
+    if root is not None:
+        options["default_root_dir"] = str(root)
     options.update(overrides)
     return L.Trainer(**options)
+
+
+def _trainer(root: Path, **overrides: Any):
+    return quiet_trainer(root, **{"max_steps": 1, "max_epochs": 1, "num_sanity_val_steps": 0, **overrides})
 
 
 def _outputs(model: torch.nn.Module, batch: dict[str, Tensor]) -> Tensor:

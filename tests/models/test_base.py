@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 
-import lightning as L
 import pytest
 import torch
 
 from dtwin import AutoencoderModule, CheckpointError, EstimatorModule, OperatorModule, relative_l2
+from dtwin.testing import quiet_trainer
 
 
 class TinyOperator(OperatorModule):
@@ -112,14 +112,7 @@ def test_bad_hyperparameters():
 )
 def test_each_kind_trains_and_logs_its_metric(model, batch, metric, tmp_path):
     loader = torch.utils.data.DataLoader([batch] * 3, batch_size=None)
-    trainer = L.Trainer(
-        max_epochs=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(tmp_path),
-    )
+    trainer = quiet_trainer(tmp_path, max_epochs=2)
     trainer.fit(model, loader, loader)
     assert f"val/{metric}" in trainer.callback_metrics and "train/loss_epoch" in trainer.callback_metrics
     result = trainer.test(model, loader, verbose=False)[0]
@@ -128,14 +121,7 @@ def test_each_kind_trains_and_logs_its_metric(model, batch, metric, tmp_path):
 
 def test_loading_another_plugins_checkpoint_is_refused(tmp_path):
     model = TinyOperator()
-    trainer = L.Trainer(
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(tmp_path),
-    )
+    trainer = quiet_trainer(tmp_path, max_steps=1)
     batch = {"x": torch.randn(2, 1, 5), "y": torch.randn(2, 1, 5)}
     trainer.fit(model, torch.utils.data.DataLoader([batch], batch_size=None))
     path = tmp_path / "op.ckpt"

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import math
 
-import lightning as L
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
 from dtwin import registry
 from dtwin.data.digits import PairedDigits
+from dtwin.testing import quiet_trainer
 from dtwin_autoencoders.smcae import SMCAE, kl_sparsity
 
 
@@ -66,13 +66,7 @@ def test_loss_is_two_channels_plus_the_balance_term():
 
 def _fit(model, syn, real, labels, epochs):
     loader = DataLoader(PairedDigits(syn, labels, real, labels), batch_size=20, shuffle=True)
-    L.Trainer(
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    ).fit(model, loader)
+    quiet_trainer(max_epochs=epochs).fit(model, loader)
 
 
 def test_greedy_phases_train_one_layer_at_a_time():

@@ -4,13 +4,13 @@ estimate improved), and bad input."""
 
 from __future__ import annotations
 
-import lightning as L
 import pytest
 import torch
 
 from dtwin import registry
 from dtwin.data.tanks import TanksDataModule
 from dtwin.sim import tanks
+from dtwin.testing import quiet_trainer
 from dtwin_estimators.two_stage import TwoStage
 
 
@@ -19,13 +19,7 @@ def trained():
     torch.manual_seed(0)
     model = TwoStage(hidden=64, trunk_layers=2)
     data = TanksDataModule(n_train=4000, n_val=0, n_test=500, batch_size=128)
-    trainer = L.Trainer(
-        max_epochs=8,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_epochs=8)
     trainer.fit(model, data)
     test = trainer.test(model, data, verbose=False)[0]
     return model.eval(), test
