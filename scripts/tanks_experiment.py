@@ -40,6 +40,7 @@ METHODS = (
     "PEM (good start)",
     "PEM (poor start)",
 )
+SHORT = dict(zip(METHODS, ("TS pre", "TS GN", "TS fine", "PEM good", "PEM poor"), strict=True))
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -193,7 +194,7 @@ def plot(results: list[dict], path: Path) -> None:
                 )
             ax.axhline(tanks.OOD[case][j], color="k", lw=1.2, label="truth")
             ax.axhspan(tanks.PRIOR_LOW[j], tanks.PRIOR_HIGH[j], color="0.9", zorder=0, label="prior box")
-            ax.set_xticks(range(1, len(methods) + 1), [m.replace(" (", "\n(") for m in methods], fontsize=6)
+            ax.set_xticks(range(1, len(methods) + 1), [SHORT[m] for m in methods], fontsize=8)
             ax.set_title(f"{case}: {name}")
             if i == 0 and j == 0:
                 ax.legend(fontsize=7)
