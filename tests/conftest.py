@@ -16,6 +16,16 @@ settings.load_profile("dtwin")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def load_script(name: str):
+    """Import scripts/<name>.py as a module (the experiment scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _cache_dir(tmp_path_factory):
     """Data sets that tests generate go to a temporary cache, not the user's."""

@@ -3,21 +3,14 @@ and the kernel choice are all traceable) and the compiled model equals eager."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from dtwin.ops import extension_loaded
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compile_check.py"
+from tests.conftest import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("compile_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("compile_check")
 
 
 @pytest.mark.skipif(not extension_loaded(), reason="dtwin._C is not built")

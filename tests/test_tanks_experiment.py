@@ -3,21 +3,15 @@ its resumption, and a report with nothing to report."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
-from tests.conftest import ROOT
-
-SCRIPT = ROOT / "scripts" / "tanks_experiment.py"
+from tests.conftest import load_script
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("tanks_experiment", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tanks_experiment")
 
 
 def test_one_run_end_to_end_and_resumed(tmp_path, capsys):
