@@ -218,11 +218,6 @@ class TwoStage(EstimatorModule):
             torch.randn(replicates, N, generator=g, dtype=torch.float64),
         )
 
-        def sim_features(theta: Tensor) -> Tensor:
-            y = tanks.simulate(theta.expand(replicates, -1), u0, draws=draws)
-            f = self.compress(u0.expand(replicates, -1), y)
-            return (f - self.feature_mean.double()) / self.feature_std.double()
-
         def sim_features_batched(thetas: Tensor) -> Tensor:  # [S, 4] -> [S, replicates, F]
             S = thetas.shape[0]
             batched = (draws[0].repeat(1, 1, S), draws[1].repeat(S, 1))
@@ -233,7 +228,7 @@ class TwoStage(EstimatorModule):
         # 1. the gate, at the pre-trained estimate (clamped to the positive parameters)
         start = theta_pre.clamp_min(1e-3)
         with torch.no_grad():
-            fs = sim_features(start)
+            fs = sim_features_batched(start[None])[0]
         mean, cov = fs.mean(0), torch.cov(fs.T) + 1e-6 * torch.eye(fs.shape[1], dtype=torch.float64)
         L = torch.linalg.cholesky(cov)
         d = torch.linalg.solve_triangular(L, (f0 - mean)[:, None], upper=False)[:, 0]
