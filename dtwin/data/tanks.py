@@ -44,9 +44,8 @@ class TanksDataModule(L.LightningDataModule):
             )
         if batch_size < 1:
             raise ValueError(f"TanksDataModule: batch_size must be >= 1, got {batch_size}")
-        low = tuple(prior_low) if prior_low is not None else tanks.PRIOR_LOW
-        high = tuple(prior_high) if prior_high is not None else tanks.PRIOR_HIGH
-        tanks.sample_prior(1, None, low, high)  # validates the box now, with its message
+        lo, hi = tanks.prior_box(prior_low, prior_high, owner="TanksDataModule")
+        low, high = tuple(lo.tolist()), tuple(hi.tolist())
         self.save_hyperparameters()
         self.low, self.high = low, high
         self.datasets: dict[str, TensorDictDataset] = {}

@@ -14,6 +14,8 @@ valley, not a point, along that curve.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -24,6 +26,7 @@ __all__ = [
     "PRIOR_HIGH",
     "PRIOR_LOW",
     "arx_features",
+    "prior_box",
     "quantile_features",
     "random_input",
     "sample_prior",
@@ -55,18 +58,31 @@ def random_input(
     return levels.repeat_interleave(hold, dim=1)[:, :n]
 
 
+def prior_box(
+    low: Sequence[float] | None = None, high: Sequence[float] | None = None, *, owner: str = "tanks"
+) -> tuple[Tensor, Tensor]:
+    """The prior box as float64 tensors [4] (default: the paper's), checked: 4 values each,
+    low <= high; errors start with ``owner``."""
+    lo = torch.tensor(PRIOR_LOW if low is None else list(low), dtype=torch.float64)
+    hi = torch.tensor(PRIOR_HIGH if high is None else list(high), dtype=torch.float64)
+    if lo.shape != (4,) or hi.shape != (4,):
+        raise ValueError(
+            f"{owner}: prior_low and prior_high need 4 values (k1, k2, k3, k4), "
+            f"got {lo.tolist()}, {hi.tolist()}"
+        )
+    if bool((lo > hi).any()):
+        raise ValueError(f"{owner}: prior box with low > high: low={lo.tolist()}, high={hi.tolist()}")
+    return lo, hi
+
+
 def sample_prior(
     n: int,
     generator: torch.Generator | None = None,
-    low: tuple[float, ...] = PRIOR_LOW,
-    high: tuple[float, ...] = PRIOR_HIGH,
+    low: Sequence[float] = PRIOR_LOW,
+    high: Sequence[float] = PRIOR_HIGH,
 ) -> Tensor:
     """Tensor[n, 4] uniform in the box [low, high]."""
-    lo, hi = torch.tensor(low, dtype=torch.float64), torch.tensor(high, dtype=torch.float64)
-    if lo.shape != (4,) or hi.shape != (4,):
-        _fail(f"the prior box needs 4 lows and 4 highs (k1, k2, k3, k4), got {list(low)} and {list(high)}")
-    if bool((lo > hi).any()):
-        _fail(f"prior box with low > high: low={list(low)}, high={list(high)}")
+    lo, hi = prior_box(low, high)
     return lo + (hi - lo) * torch.rand(n, 4, generator=generator, dtype=torch.float64)
 
 

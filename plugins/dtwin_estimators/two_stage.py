@@ -92,15 +92,7 @@ class TwoStage(EstimatorModule):
             raise ValueError(f"TwoStage: ARX orders need na >= 0 and nb >= 1, got na={na}, nb={nb}")
         if hidden < 1 or trunk_layers < 1 or head_hidden < 1:
             raise ValueError("TwoStage: hidden, trunk_layers and head_hidden must be >= 1")
-        low = torch.tensor(prior_low if prior_low is not None else tanks.PRIOR_LOW, dtype=torch.float64)
-        high = torch.tensor(prior_high if prior_high is not None else tanks.PRIOR_HIGH, dtype=torch.float64)
-        if low.shape != (4,) or high.shape != (4,):
-            raise ValueError(
-                "TwoStage: prior_low and prior_high need 4 values (k1, k2, k3, k4), "
-                f"got {low.tolist()}, {high.tolist()}"
-            )
-        if bool((low > high).any()):
-            raise ValueError(f"TwoStage: prior box with low > high: low={low.tolist()}, high={high.tolist()}")
+        low, high = tanks.prior_box(prior_low, prior_high, owner="TwoStage")
         if bool((low <= 0).any()):
             raise ValueError(f"TwoStage: the prior box must hold positive parameters, got low={low.tolist()}")
         self.register_buffer("prior_low", low.float())
