@@ -3,11 +3,17 @@
 from dtwin.data.base import TensorDictDataset, cache_dir, cached
 from dtwin.data.digits import DigitsSyn2RealDataModule
 from dtwin.data.hh import HHDataModule, generate_hh_dataset
+from dtwin.data.tanks import TanksDataModule
+from dtwin.data.trajectories import FHNDataModule, KSDataModule, TrajectoryDataModule
 
 __all__ = [
     "DigitsSyn2RealDataModule",
+    "FHNDataModule",
     "HHDataModule",
+    "KSDataModule",
+    "TanksDataModule",
     "TensorDictDataset",
+    "TrajectoryDataModule",
     "cache_dir",
     "cached",
     "generate_hh_dataset",
