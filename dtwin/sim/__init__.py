@@ -1,5 +1,5 @@
 """Simulators: the twins that dtwin's models learn and its estimators calibrate."""
 
-from dtwin.sim import hh
+from dtwin.sim import etdrk4, fhn, hh, imaging, ks, tanks
 
-__all__ = ["hh"]
+__all__ = ["etdrk4", "fhn", "hh", "imaging", "ks", "tanks"]
