@@ -56,7 +56,8 @@ def test_list_shows_builtin_and_installed_plugins(template_plugin):
         (["fit", "--model", "nonexistent", "--data", "hh"], "no model plugin named 'nonexistent'"),
         (
             ["fit", "--model", "conv_operator", "--data", "nothing"],
-            "no plugin named 'nothing' in dtwin.datamodules; available datamodules: digits_syn2real, hh",
+            "no plugin named 'nothing' in dtwin.datamodules; "
+            "available datamodules: digits_syn2real, fhn, hh, ks, tanks",
         ),
         (["frobnicate"], "unknown command 'frobnicate'"),
     ],
