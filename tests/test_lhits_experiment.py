@@ -37,6 +37,8 @@ def test_a_tiny_run_then_the_report(tmp_path):
     assert set(results["reconstruction"]["pca"]) == {"2"} and set(
         results["reconstruction"]["autoencoder"]
     ) == {"2"}
+    assert set(results["models"]["lhits"]["mse_by_horizon"]) == {"0.02", "0.1", "0.25", "0.5", "1.0"}
+    assert (tmp_path / "ks-error-vs-time.png").stat().st_size > 0
     assert (tmp_path / "ks-spacetime.png").stat().st_size > 0 and (tmp_path / "ks-ae-vs-pca.png").is_file()
     assert "| lhits |" in (tmp_path / "results.md").read_text()
     # a second call finds the fits done and only evaluates
