@@ -44,6 +44,11 @@ TORCH_LIBRARY(dtwin, m) {
   m.def(
       "wavelet_conv2d_backward(Tensor grad, Tensor weight, Tensor coarse, Tensor filters, int level, str mode, "
       "bool need_x, bool need_w) -> (Tensor, Tensor)");
+  // One iteration of the DRIP inner convex solve (Nesterov's accelerated gradient on B problems):
+  // returns (z_new, y_new, active_new, delta_sq, grad_sq); dtwin/ops/drip.py documents it.
+  m.def(
+      "drip_step(Tensor z, Tensor y, Tensor g, Tensor step, Tensor momentum, Tensor active, float tol) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
   // What this build of dtwin._C contains, as JSON (read by `dtwin info`).
   m.def("build_info() -> str", &dtwin::build_info);
 }

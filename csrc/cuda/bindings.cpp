@@ -5,6 +5,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "../drip_op.h"
 #include "../hh_op.h"
 #include "../spectral_op.h"
 #include "../wavelet_op.h"
@@ -27,6 +28,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hh_simulate_cuda(
                               : hh_simulate_launch<float>(hh::make_problem<float>(c), c.method, stream);
   TORCH_CHECK(err == cudaSuccess, "hh_simulate: CUDA kernel launch failed: ", cudaGetErrorString(err));
   return {c.out, c.jac, c.status};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> drip_step_cuda(
+    const at::Tensor& z, const at::Tensor& y, const at::Tensor& g, const at::Tensor& step,
+    const at::Tensor& momentum, const at::Tensor& active, double tol) {
+  const c10::cuda::CUDAGuard guard(z.device());
+  const drip::Call c = drip::prepare_call(z, y, g, step, momentum, active, tol);
+  // the per-block partial sums; the caching allocator makes this free after the first iteration
+  const at::Tensor workspace =
+      at::empty({drip_step_workspace(c.z.size(0), c.z.size(1))}, c.z.options().dtype(at::kDouble));
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const cudaError_t err =
+      c.z.scalar_type() == at::kDouble
+          ? drip_step_launch<double>(drip::make_problem<double>(c), workspace.data_ptr<double>(), stream)
+          : drip_step_launch<float>(drip::make_problem<float>(c), workspace.data_ptr<double>(), stream);
+  TORCH_CHECK(err == cudaSuccess, "drip_step: CUDA kernel launch failed: ", cudaGetErrorString(err));
+  return c.outputs();
 }
 
 MixDtype mix_dtype(at::ScalarType t) {
@@ -148,6 +166,7 @@ const wavelet::Kernels kWavelet{&analysis_cuda, &analysis_adjoint_cuda, &synthes
 TORCH_LIBRARY_IMPL(dtwin, CUDA, m) {
   dtwin::wavelet::DeviceOps<dtwin::cuda::kWavelet, c10::cuda::CUDAGuard>::register_all(m);
   m.impl("hh_simulate", &dtwin::cuda::hh_simulate_cuda);
+  m.impl("drip_step", &dtwin::cuda::drip_step_cuda);
   m.impl("spectral_conv1d", &dtwin::cuda::spectral_conv1d_cuda);
   m.impl("spectral_conv1d_backward", &dtwin::cuda::spectral_conv1d_backward_cuda);
   m.impl("spectral_conv2d", &dtwin::cuda::spectral_conv2d_cuda);

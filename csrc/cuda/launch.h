@@ -4,6 +4,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "dtwin/drip.h"
 #include "dtwin/hh_driver.h"
 #include "dtwin/mix.h"
 #include "dtwin/wavelet.h"
@@ -54,6 +55,13 @@ struct WaveletArgs {
   bool dbl;  // double (else float)
 };
 cudaError_t wavelet_launch(const WaveletArgs& args, cudaStream_t stream);
+
+// dtwin::drip_step: a first kernel writes z_new, y_new and each block's partial sums into
+// `workspace` (drip_step_workspace(B, N) doubles); a second adds them per sample in a fixed order
+// and applies the stopping test. Both on `stream`, no host synchronisation.
+int64_t drip_step_workspace(int64_t B, int64_t N);
+template <class T>
+cudaError_t drip_step_launch(const drip::Problem<T>& problem, double* workspace, cudaStream_t stream);
 
 // The architectures this build's device code was compiled for (nvcc's __CUDA_ARCH_LIST__).
 const char* arch_list();

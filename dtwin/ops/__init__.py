@@ -5,6 +5,7 @@ else to its reference (``DTWIN_BACKEND`` overrides; see :mod:`dtwin.ops._library
 """
 
 from dtwin.ops._library import backend, build_info, extension_error, extension_loaded, has_kernel
+from dtwin.ops.drip import drip_step, drip_step_reference
 from dtwin.ops.hh import hh_simulate, hh_simulate_reference
 from dtwin.ops.spectral import (
     spectral_conv1d,
@@ -26,6 +27,8 @@ from dtwin.ops.wavelet import (
 __all__ = [
     "backend",
     "build_info",
+    "drip_step",
+    "drip_step_reference",
     "dwt1d",
     "dwt2d",
     "extension_error",
