@@ -9,7 +9,9 @@ For each system, three models are trained with the documented configs, each run 
   lhits-joint  the same model trained jointly (--model.joint true --model.ae_epochs 0)
   hits         full-state HiTS: the same class with an identity encoder
 
-then evaluated here on the held-out test trajectories: the MSE of the multiscale rollout over
+then evaluated here on the held-out test trajectories (after the step exponents of every model
+are selected by one criterion: the validation MSE of rollouts over windows of --select-horizon
+samples): the MSE of the multiscale rollout over
 the whole horizon from each trajectory's first state, and the wall time of that rollout against
 the solver's (ETDRK4 for KS, at the data module's fine step) for the same initial states and
 horizon, best of --repeats. The autoencoder is also compared with PCA for latent sizes
@@ -137,10 +139,16 @@ def pca_errors(train: torch.Tensor, test: torch.Tensor, sizes: list[int]) -> dic
 
 
 def evaluate(
-    system: str, root: Path, variants: list[str], sizes: list[int], repeats: int, overrides: dict[str, str]
+    system: str,
+    root: Path,
+    variants: list[str],
+    sizes: list[int],
+    repeats: int,
+    overrides: dict[str, str],
+    select_horizon: int,
 ) -> dict:
     dm = data_module(system, overrides)
-    x = dm.datasets["test"].tensors["x"]
+    x, val = dm.datasets["test"].tensors["x"], dm.datasets["val"].tensors["x"]
     x0, n_steps = x[:, 0], x.shape[1] - 1
     result: dict = {"n_test": len(x), "n_steps": n_steps, "dt": dm.dt, "models": {}}
 
@@ -152,6 +160,8 @@ def evaluate(
         if model is None:
             continue
         with torch.inference_mode():
+            horizon = min(select_horizon, val.shape[1] - 1)
+            model.select_steps(val, horizon=horizon)  # every model by the same criterion
             pred = model.rollout(x0, n_steps)
             seconds = best_time(lambda m=model: m.rollout(x0, n_steps), repeats)
         predictions[variant] = pred
@@ -306,6 +316,12 @@ def main(argv: list[str] | None = None) -> None:
         metavar="KEY=VALUE",
         help="config overrides for every run, e.g. data.n_train=50 model.windows=4 (YAML values)",
     )
+    parser.add_argument(
+        "--select-horizon",
+        type=int,
+        default=1024,
+        help="samples per validation rollout when the step exponents of every model are (re)selected",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats (the best is kept)")
     parser.add_argument("--root", type=Path, default=ROOT / "runs" / "lhits", help="where runs are kept")
     parser.add_argument("--report", action="store_true", help="only evaluate the runs that exist")
@@ -354,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     for system in args.systems:
         print(f"[{system}] evaluating", flush=True)
         results[system] = evaluate(
-            system, args.root, args.variants, args.latent_sizes, args.repeats, overrides
+            system, args.root, args.variants, args.latent_sizes, args.repeats, overrides, args.select_horizon
         )
     path = args.root / "results.json"
     merged = json.loads(path.read_text()) if path.is_file() else {}

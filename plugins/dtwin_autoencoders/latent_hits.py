@@ -83,6 +83,8 @@ class LatentHiTS(AutoencoderModule):
         ae_epochs: epochs of autoencoder training before the maps train (separate training).
         joint: train the autoencoder and the maps together (see above).
         activation: a name of :data:`dtwin.nn.ACTIVATIONS`.
+        select_horizon: samples per validation rollout of the step selection (None: the whole
+            trajectory); see :meth:`select_steps`.
         dt: the sampling step of the trajectories (recorded for reports; the maps step in samples).
         **kwargs: optimizer settings of :class:`dtwin.AutoencoderModule`.
     """
@@ -102,6 +104,7 @@ class LatentHiTS(AutoencoderModule):
         ae_epochs: int = 100,
         joint: bool = False,
         activation: str = "gelu",
+        select_horizon: int | None = None,
         dt: float = 0.01,
         **kwargs,
     ) -> None:
@@ -129,6 +132,10 @@ class LatentHiTS(AutoencoderModule):
             raise ValueError(f"LatentHiTS: ae_epochs must be >= 0, got {ae_epochs}")
         if dt <= 0:
             raise ValueError(f"LatentHiTS: dt must be > 0, got {dt}")
+        if select_horizon is not None and select_horizon < 1:
+            raise ValueError(
+                f"LatentHiTS: select_horizon must be >= 1 samples (or None), got {select_horizon}"
+            )
         make_activation(activation, "LatentHiTS")
         self.batch_spec = {"x": "[B, T, D]"}
         self.exponents = sorted(exps)
@@ -335,7 +342,8 @@ class LatentHiTS(AutoencoderModule):
         validation trajectories (before the checkpoint of the epoch is written)."""
         x, self._val_trajectories = self._val_trajectories, []
         lengths = {t.shape[1] for t in x}
-        if len(lengths) == 1 and next(iter(lengths)) - 1 >= 2 ** min(self.exponents):
+        horizon = self.hparams.select_horizon or 0
+        if len(lengths) == 1 and next(iter(lengths)) - 1 >= max(2 ** min(self.exponents), horizon):
             self.select_steps(torch.cat(x))
             chosen = self.selected_exponents()
             self.log("val/k_min", float(chosen[0]), batch_size=1)
@@ -346,14 +354,30 @@ class LatentHiTS(AutoencoderModule):
             p.requires_grad_(True)
 
     @torch.no_grad()
-    def select_steps(self, x: Tensor) -> dict[tuple[int, ...], float]:
+    def select_steps(self, x: Tensor, horizon: int | None = None) -> dict[tuple[int, ...], float]:
         """Choose the contiguous range of step exponents whose multiscale rollout of the
         trajectories ``x`` Tensor[B, T, D] has the smallest MSE; store it in ``selected``.
 
-        Ranges whose largest step does not divide T - 1 are skipped. Returns range -> MSE.
+        Args:
+            x: validation trajectories.
+            horizon: samples per rollout (default: ``select_horizon``, else T - 1). With a horizon
+                H < T - 1 every trajectory is cut into (T - 1) // H windows, each rolled out from
+                its first state: on a chaotic system the MSE over a whole long trajectory is
+                dominated by the divergence of nearby states and ranks the ranges at random.
+
+        Ranges whose largest step does not divide the horizon are skipped. Returns range -> MSE.
         """
         self.check_batch({"x": x})
-        n_steps = x.shape[1] - 1
+        horizon = horizon if horizon is not None else self.hparams.select_horizon
+        n_steps = x.shape[1] - 1 if horizon is None else int(horizon)
+        if not 1 <= n_steps <= x.shape[1] - 1:
+            raise ValueError(
+                f"LatentHiTS.select_steps: horizon must be in [1, {x.shape[1] - 1}] samples for "
+                f"trajectories of {x.shape[1]} samples, got {horizon}"
+            )
+        n_windows = (x.shape[1] - 1) // n_steps
+        x = x[:, : n_windows * n_steps + 1]
+        x = torch.cat([x[:, j * n_steps : (j + 1) * n_steps + 1] for j in range(n_windows)])
         was_training = self.training
         self.eval()
         z0 = self.encode(x[:, 0])

@@ -95,6 +95,11 @@ def test_select_steps_picks_the_exact_range():
     assert model.selected_exponents() == [1, 2, 3]
     assert scores[(1, 2, 3)] == min(scores.values())
     assert (0, 1, 2, 3, 4) in scores and scores[(0, 1, 2, 3, 4)] > scores[(1, 2, 3)]
+    # windows of 8 samples: 4 rollouts per trajectory, from states along it; exponent 4 (16) skipped
+    scores = model.select_steps(x, horizon=8)
+    assert model.selected_exponents() == [1, 2, 3] and (0, 1, 2, 3, 4) not in scores
+    with pytest.raises(ValueError, match=r"horizon must be in \[1, 32\] samples"):
+        model.select_steps(x, horizon=40)
 
 
 def test_separate_training_schedule_under_a_trainer():
