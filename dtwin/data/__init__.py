@@ -3,6 +3,7 @@
 from dtwin.data.base import TensorDictDataset, cache_dir, cached
 from dtwin.data.digits import DigitsSyn2RealDataModule
 from dtwin.data.hh import HHDataModule, generate_hh_dataset
+from dtwin.data.images import ImagePatchesDataModule
 from dtwin.data.tanks import TanksDataModule
 from dtwin.data.trajectories import FHNDataModule, KSDataModule, TrajectoryDataModule
 
@@ -10,6 +11,7 @@ __all__ = [
     "DigitsSyn2RealDataModule",
     "FHNDataModule",
     "HHDataModule",
+    "ImagePatchesDataModule",
     "KSDataModule",
     "TanksDataModule",
     "TensorDictDataset",
