@@ -50,7 +50,7 @@ VARIANTS = {
     "lhits": ("lhits", []),
     "lhits-joint": (
         "lhits",
-        ["--model.joint", "true", "--model.ae_epochs", "0", "--trainer.max_epochs", "300"],
+        ["--model.joint", "true", "--model.ae_epochs", "0", "--trainer.max_epochs", "80"],
     ),
     "hits": ("hits", []),
 }
