@@ -10,11 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["TensorDictDataset", "cache_dir", "cached"]
+__all__ = ["SplitDataModule", "TensorDictDataset", "cache_dir", "cached", "check_integers"]
+
+SPLITS = ("train", "val", "test")
 
 
 class TensorDictDataset(Dataset):
@@ -66,3 +69,50 @@ def cached(
     torch.save({**data, "config": json.dumps(config, sort_keys=True, default=str)}, tmp)
     os.replace(tmp, path)
     return data
+
+
+def check_integers(owner: str, *checks: tuple[str, Any, int]) -> None:
+    """Raise a ValueError naming ``owner`` and the argument for each (name, value, low) whose value
+    is not an integer >= low (bools are not integers here)."""
+    for arg, value, low in checks:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{owner}: {arg} must be an integer >= {low}, got {value!r}")
+
+
+class SplitDataModule(L.LightningDataModule):
+    """A data module of three in-memory splits: ``setup`` fills ``datasets`` ('train', 'val',
+    'test' -> TensorDictDataset) through :meth:`make_split`; the loaders batch them by the
+    ``batch_size`` hyperparameter (and ``num_workers`` if saved), shuffling only the training split."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.datasets: dict[str, TensorDictDataset] = {}
+
+    def make_split(self, split: str) -> TensorDictDataset:
+        raise NotImplementedError(f"{type(self).__name__} must implement make_split(split)")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        for split in SPLITS:
+            self.datasets[split] = self.make_split(split)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if not self.datasets:
+            self.setup()
+        hp = self.hparams
+        return DataLoader(
+            self.datasets[split],
+            batch_size=hp.batch_size,
+            shuffle=shuffle,
+            num_workers=hp.get("num_workers", 0),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

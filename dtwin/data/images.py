@@ -51,14 +51,12 @@ import functools
 import math
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional as F
-from torch.utils.data import DataLoader
 
-from dtwin.data.base import TensorDictDataset
+from dtwin.data.base import SplitDataModule, TensorDictDataset, check_integers
 from dtwin.sim.imaging import OPERATORS, LinearOperator, add_noise, make_operator
 
 __all__ = [
@@ -172,7 +170,7 @@ def load_face(index: int | list[int] | Tensor) -> Tensor:
     return _faces()[index].clone()
 
 
-class ImagePatchesDataModule(L.LightningDataModule):
+class ImagePatchesDataModule(SplitDataModule):
     """Grayscale patches of real images (or whole LFW faces), split by source image, with their
     noisy measurements through a DRIP forward operator; see the module's docstring for the
     samples' keys and the image lists.
@@ -233,7 +231,8 @@ class ImagePatchesDataModule(L.LightningDataModule):
         n_train = default_n["train"] if n_train is None else n_train
         n_val = default_n["val"] if n_val is None else n_val
         n_test = default_n["test"] if n_test is None else n_test
-        for arg, value, low in (
+        check_integers(
+            owner,
             ("patch_size", patch_size, 1),
             ("n_train", n_train, 1),
             ("n_val", n_val, 0),
@@ -241,9 +240,7 @@ class ImagePatchesDataModule(L.LightningDataModule):
             ("seed", seed, 0),
             ("batch_size", batch_size, 1),
             ("num_workers", num_workers, 0),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{owner}: {arg} must be an integer >= {low}, got {value!r}")
+        )
         for arg, value in (("noise", noise), ("min_std", min_std)):
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not ok or not math.isfinite(value) or value < 0:
@@ -284,7 +281,6 @@ class ImagePatchesDataModule(L.LightningDataModule):
                     f"{owner}: operator_args {operator_args} do not fit the operator {operator!r} "
                     f"({OPERATORS[operator].__name__}): {err}"
                 ) from err
-        self.datasets: dict[str, TensorDictDataset] = {}
 
     def images(self, split: str) -> list[str]:
         """The names of the images (or faces) of ``split`` ('train', 'val' or 'test')."""
@@ -367,25 +363,5 @@ class ImagePatchesDataModule(L.LightningDataModule):
                 out["y"], out["sigma"] = y.float(), sigma.float()
         return out
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.datasets:
-            return
-        for split in SPLITS:
-            self.datasets[split] = TensorDictDataset(self.generate(split))
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        if not self.datasets:
-            self.setup()
-        hp = self.hparams
-        return DataLoader(
-            self.datasets[split], batch_size=hp.batch_size, shuffle=shuffle, num_workers=hp.num_workers
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+    def make_split(self, split: str) -> TensorDictDataset:
+        return TensorDictDataset(self.generate(split))

@@ -8,15 +8,13 @@ Each sample is a dict: 'u' Tensor[N] (input), 'y' Tensor[N] (measured level of t
 
 from __future__ import annotations
 
-import lightning as L
 import torch
-from torch.utils.data import DataLoader
 
-from dtwin.data.base import TensorDictDataset
+from dtwin.data.base import SplitDataModule, TensorDictDataset
 from dtwin.sim import tanks
 
 
-class TanksDataModule(L.LightningDataModule):
+class TanksDataModule(SplitDataModule):
     """Args:
     n_train, n_val, n_test: records per split (the test set is in the prior box too; the
         out-of-distribution cases are the experiment's, scripts/tanks_experiment.py).
@@ -48,29 +46,14 @@ class TanksDataModule(L.LightningDataModule):
         low, high = tuple(lo.tolist()), tuple(hi.tolist())
         self.save_hyperparameters()
         self.low, self.high = low, high
-        self.datasets: dict[str, TensorDictDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
         hp = self.hparams
-        g = torch.Generator().manual_seed(hp.seed)
+        g = torch.Generator().manual_seed(hp.seed)  # one stream through the splits, in order
         for split, n in (("train", hp.n_train), ("val", hp.n_val), ("test", hp.n_test)):
             theta = tanks.sample_prior(max(n, 1), g, self.low, self.high)[:n]
             u = tanks.random_input(max(n, 1), hp.n_samples, generator=g)[:n]
             y = tanks.simulate(theta, u, generator=g) if n else u
             self.datasets[split] = TensorDictDataset({"u": u.float(), "y": y.float(), "theta": theta.float()})
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        if not self.datasets:
-            self.setup()
-        return DataLoader(self.datasets[split], batch_size=self.hparams.batch_size, shuffle=shuffle)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)

@@ -16,12 +16,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
-from dtwin.data.base import TensorDictDataset, cached
+from dtwin.data.base import SplitDataModule, TensorDictDataset, cached, check_integers
 from dtwin.sim import fhn, ks
 
 __all__ = ["FHNDataModule", "KSDataModule", "TrajectoryDataModule"]
@@ -34,7 +32,7 @@ CHUNK_BYTES = 1 << 30
 VERSION = 1
 
 
-class TrajectoryDataModule(L.LightningDataModule):
+class TrajectoryDataModule(SplitDataModule):
     """The shared machinery of the trajectory data modules; subclasses say which twin.
 
     Args:
@@ -71,7 +69,8 @@ class TrajectoryDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        for arg, value, low in (
+        check_integers(
+            owner,
             ("n_train", n_train, 1),
             ("n_val", n_val, 0),
             ("n_test", n_test, 0),
@@ -80,15 +79,12 @@ class TrajectoryDataModule(L.LightningDataModule):
             ("substeps", substeps, 1),
             ("seed", seed, 0),
             ("batch_size", batch_size, 1),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{owner}: {arg} must be an integer >= {low}, got {value!r}")
+        )
         if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not math.isfinite(dt) or dt <= 0:
             raise ValueError(f"{owner}: dt must be a finite number > 0 (time units), got {dt!r}")
         self.save_hyperparameters()
         self.dt = float(dt)
         self.state_size = math.prod(self.field_shape)
-        self.datasets: dict[str, TensorDictDataset] = {}
 
     # -- what a subclass supplies -------------------------------------------------------------
 
@@ -172,25 +168,8 @@ class TrajectoryDataModule(L.LightningDataModule):
         for split in SPLITS:
             self._load(split)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.datasets:
-            return
-        for split in SPLITS:
-            self.datasets[split] = TensorDictDataset({"x": self._load(split)})
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        if not self.datasets:
-            self.setup()
-        return DataLoader(self.datasets[split], batch_size=self.hparams.batch_size, shuffle=shuffle)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+    def make_split(self, split: str) -> TensorDictDataset:
+        return TensorDictDataset({"x": self._load(split)})
 
 
 class KSDataModule(TrajectoryDataModule):
