@@ -261,7 +261,7 @@ def tables(results: dict) -> str:
             "| model | rollout MSE | "
             + " | ".join(f"MSE to t = {f * r['n_steps'] * r['dt']:.3g}" for f in HORIZONS[:-1])
             + " | MSE at t = 0 | wall time (s) | vs solver | steps used (k) | paper |",
-            "| --- |" + " --- |" * (len(HORIZONS) + 6),
+            "| --- |" + " --- |" * (len(HORIZONS) + 5),
             "| solver | 0 | " + "0 | " * len(HORIZONS) + f"{r['solver']['wall_seconds']:.3f} | 1x | | |",
         ]
         for variant, m in r["models"].items():
