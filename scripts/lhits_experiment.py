@@ -224,7 +224,7 @@ def figures(system: str, root: Path, dm, x, predictions: dict, pca: dict, ae: di
         ax.set_xlabel("t")
     axes[0][0].set_ylabel("state index (grid" + (", u then v)" if system == "fhn" else ")"))
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
-    fig.suptitle(f"{system.upper()}: a held-out trajectory, {x.shape[1] - 1} steps of dt = {dm.dt}")
+    fig.suptitle(f"{system.upper()}: a held-out trajectory, {x.shape[1] - 1} steps of dt = {dm.dt}", y=1.04)
     fig.savefig(root / f"{system}-spacetime.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
 
