@@ -201,7 +201,14 @@ def _lightning(command: str, args: list[str]) -> int:
             subclass_mode_data=True,
             trainer_defaults={
                 "default_root_dir": "runs",
-                "callbacks": [ModelCheckpoint(save_last=True), MetricsJSON(), OperatorReport()],
+                # every epoch's end (after its validation, if any): with check_val_every_n_epoch > 1
+                # Lightning would save only on validation epochs, and an interrupted run, or a last
+                # epoch off that grid, would lose the epochs since
+                "callbacks": [
+                    ModelCheckpoint(save_last=True, save_on_train_epoch_end=True),
+                    MetricsJSON(),
+                    OperatorReport(),
+                ],
             },
             save_config_kwargs={"overwrite": True},
             parser_kwargs={

@@ -123,6 +123,19 @@ def test_fit_then_resume_then_test(template_plugin, tmp_path):
     assert "dtwin: test relative L2" in test.stdout
 
 
+def test_every_epoch_is_checkpointed_when_validation_is_sparse(template_plugin, tmp_path):
+    """With validation every 2 epochs, the last of 3 epochs is still in last.ckpt (Lightning alone
+    saves only on validation epochs: an interrupted run would lose the epochs since)."""
+    args = ["--model", "conv_operator", *SMALL_DATA, "--trainer.default_root_dir", str(tmp_path)]
+    args += ["--trainer.enable_progress_bar", "false", "--trainer.max_epochs", "3"]
+    result = run_dtwin(
+        "fit", *args, "--trainer.check_val_every_n_epoch", "2", env={"PYTHONPATH": str(template_plugin)}
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ckpt = torch.load(sorted(tmp_path.glob("**/last.ckpt"))[-1], map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] == 2 and ckpt["global_step"] == 12
+
+
 def test_config_file_takes_plugin_names(template_plugin, tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text(
