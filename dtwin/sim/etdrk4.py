@@ -22,7 +22,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["COEFFICIENTS", "etdrk4_coefficients", "etdrk4_step"]
+from dtwin.errors import SimulationError
+
+__all__ = ["COEFFICIENTS", "etdrk4_coefficients", "etdrk4_integrate", "etdrk4_step"]
 
 COEFFICIENTS = ("E", "E2", "Q", "f1", "f2", "f3")
 
@@ -104,3 +106,51 @@ def etdrk4_step(v: Tensor, nonlinear: Callable[[Tensor], Tensor], coef: dict[str
     c = E2 * a + Q * (2 * Nb - Nv)
     Nc = nonlinear(c)
     return E * v + f1 * Nv + 2 * f2 * (Na + Nb) + f3 * Nc
+
+
+def etdrk4_integrate(
+    x0: Tensor,
+    n_saved: int,
+    steps_per_save: int,
+    nonlinear: Callable[[Tensor], Tensor],
+    coef: dict[str, Tensor],
+    to_basis: Callable[[Tensor], Tensor],
+    to_state: Callable[[Tensor], Tensor],
+    *,
+    owner: str,
+    what: str,
+    hint: str,
+) -> Tensor:
+    """Integrate a batch of states and keep every ``steps_per_save``-th: Tensor[B, n_saved + 1, ...].
+
+    Args:
+        x0: Tensor[B, ...] the initial states (in state space).
+        n_saved: samples kept after the initial one.
+        steps_per_save: :func:`etdrk4_step` calls between kept samples.
+        nonlinear, coef: as for :func:`etdrk4_step` (in the basis).
+        to_basis, to_state: the transform of a state to L's eigenbasis and back.
+        owner: the simulator named by the error (with its settings); what: the members' name
+            ("fields", "states"); hint: what usually helps, appended to the error.
+
+    Raises:
+        dtwin.errors.SimulationError: some states became non-finite (``indices`` names them). A
+            blow-up is permanent (the transform spreads a non-finite value to every point and it
+            stays), so the last sample tells who failed.
+    """
+    out = torch.empty(x0.shape[0], n_saved + 1, *x0.shape[1:], dtype=x0.dtype, device=x0.device)
+    out[:, 0] = x0
+    c = to_basis(x0)
+    for i in range(1, n_saved + 1):
+        for _ in range(steps_per_save):
+            c = etdrk4_step(c, nonlinear, coef)
+        out[:, i] = to_state(c)
+    bad = ~torch.isfinite(out[:, -1]).flatten(1).all(-1)
+    if bool(bad.any()):
+        idx = bad.nonzero().flatten().tolist()
+        shown = ", ".join(map(str, idx[:20])) + (" ..." if len(idx) > 20 else "")
+        raise SimulationError(
+            f"{owner}: {len(idx)} of {x0.shape[0]} {what} became non-finite: indices [{shown}]. {hint}",
+            idx,
+            [1] * len(idx),
+        )
+    return out

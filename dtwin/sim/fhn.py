@@ -35,8 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dtwin.errors import SimulationError
-from dtwin.sim.etdrk4 import etdrk4_coefficients, etdrk4_step
+from dtwin.sim.etdrk4 import etdrk4_coefficients, etdrk4_integrate
 
 __all__ = [
     "A0",
@@ -259,7 +258,7 @@ def simulate(
         _fail("state0 must be finite")
     squeeze = state0.dim() == 2
     x = state0.unsqueeze(0) if squeeze else state0
-    B, dtype, device = x.shape[0], x.dtype, x.device
+    dtype, device = x.dtype, x.device
     forward, inverse, mu = (t.to(device) for t in neumann_basis())
     lam = torch.stack((Du * mu, Dv * mu))  # [2, N]
     coef = {k: c.to(dtype) for k, c in etdrk4_coefficients(lam, dt / substeps).items()}
@@ -271,23 +270,16 @@ def simulate(
         u, v = y[:, 0], y[:, 1]
         return torch.stack((u - u * u * u - v, eps * (u - a1 * v - a0)), 1) @ to_coef
 
-    n_saved = n_steps // save_every
-    out = torch.empty(B, n_saved + 1, 2, N_GRID, dtype=dtype, device=device)
-    out[:, 0] = x
-    c = x @ to_coef
-    for i in range(1, n_saved + 1):
-        for _ in range(save_every * substeps):
-            c = etdrk4_step(c, nonlinear, coef)
-        out[:, i] = c @ to_values
-    # a blow-up is permanent (the dense transforms spread a non-finite value to every point)
-    bad = ~torch.isfinite(out[:, -1]).flatten(1).all(-1)
-    if bool(bad.any()):
-        idx = bad.nonzero().flatten().tolist()
-        shown = ", ".join(map(str, idx[:20])) + (" ..." if len(idx) > 20 else "")
-        raise SimulationError(
-            f"fhn.simulate: {len(idx)} of {B} states became non-finite (dt={dt}, substeps={substeps}): "
-            f"indices [{shown}]. A smaller step (more substeps) usually helps.",
-            idx,
-            [1] * len(idx),
-        )
+    out = etdrk4_integrate(
+        x,
+        n_steps // save_every,
+        save_every * substeps,
+        nonlinear,
+        coef,
+        lambda y: y @ to_coef,
+        lambda c: c @ to_values,
+        owner=f"fhn.simulate (dt={dt}, substeps={substeps})",
+        what="states",
+        hint="A smaller step (more substeps) usually helps.",
+    )
     return out[0] if squeeze else out

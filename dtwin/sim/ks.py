@@ -27,8 +27,7 @@ import math
 import torch
 from torch import Tensor
 
-from dtwin.errors import SimulationError
-from dtwin.sim.etdrk4 import etdrk4_coefficients, etdrk4_step
+from dtwin.sim.etdrk4 import etdrk4_coefficients, etdrk4_integrate
 
 __all__ = [
     "DT",
@@ -145,7 +144,7 @@ def simulate(
         _fail("u0 must be finite")
     squeeze = u0.dim() == 1
     u = u0.unsqueeze(0) if squeeze else u0
-    B, n = u.shape
+    n = u.shape[1]
     complex_dtype = torch.complex128 if u.dtype == torch.float64 else torch.complex64
     k = wavenumbers(n, length).to(u.device)
     coef = etdrk4_coefficients(k**2 - k**4, dt / substeps)
@@ -160,26 +159,18 @@ def simulate(
         w = torch.fft.irfft(v, n=n)
         return half_ik * torch.fft.rfft(w * w)
 
-    n_saved = n_steps // save_every
-    out = torch.empty(B, n_saved + 1, n, dtype=u.dtype, device=u.device)
-    out[:, 0] = u
-    v = torch.fft.rfft(u)
-    for i in range(1, n_saved + 1):
-        for _ in range(save_every * substeps):
-            v = etdrk4_step(v, nonlinear, coef)
-        out[:, i] = torch.fft.irfft(v, n=n)
-    # a blow-up is permanent (a non-finite value reaches every mode through the FFT and stays),
-    # so the last state tells who failed
-    bad = ~torch.isfinite(out[:, -1]).all(-1)
-    if bool(bad.any()):
-        idx = bad.nonzero().flatten().tolist()
-        shown = ", ".join(map(str, idx[:20])) + (" ..." if len(idx) > 20 else "")
-        raise SimulationError(
-            f"ks.simulate: {len(idx)} of {B} fields became non-finite (dt={dt}, substeps={substeps}): "
-            f"indices [{shown}]. A smaller step (more substeps) or smaller initial fields usually help.",
-            idx,
-            [1] * len(idx),
-        )
+    out = etdrk4_integrate(
+        u,
+        n_steps // save_every,
+        save_every * substeps,
+        nonlinear,
+        coef,
+        torch.fft.rfft,
+        lambda v: torch.fft.irfft(v, n=n),
+        owner=f"ks.simulate (dt={dt}, substeps={substeps})",
+        what="fields",
+        hint="A smaller step (more substeps) or smaller initial fields usually help.",
+    )
     return out[0] if squeeze else out
 
 
