@@ -179,19 +179,14 @@ class _SupervisedModule(DtwinModule):
             )
         loss = self.loss(pred, target)
         n = target.shape[0]
-        mean_loss, error = self.metrics[f"{stage}_loss"], self.metrics[f"{stage}_error"]
-        mean_loss.update(loss.detach(), weight=n)
+        error = self.metrics[f"{stage}_error"]
         error.update(self.per_sample_error(pred.detach(), target))
         if stage == "train":
-            self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
-        self.log(
-            f"{stage}/loss_epoch" if stage == "train" else f"{stage}/loss",
-            mean_loss,
-            on_step=False,
-            on_epoch=True,
-            prog_bar=stage != "train",
-            batch_size=n,
-        )
+            self.log_train_loss(loss, n)
+        else:
+            mean_loss = self.metrics[f"{stage}_loss"]
+            mean_loss.update(loss.detach(), weight=n)
+            self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
         self.log(
             f"{stage}/{self.metric_name}",
             error,
@@ -201,6 +196,14 @@ class _SupervisedModule(DtwinModule):
             batch_size=n,
         )
         return loss
+
+    def log_train_loss(self, loss: Tensor, batch_size: int) -> None:
+        """Log a training loss: 'train/loss' per step and its epoch mean 'train/loss_epoch' (the
+        learning-rate schedule's monitor). A plugin with its own ``training_step`` calls this."""
+        mean_loss = self.metrics["train_loss"]
+        mean_loss.update(loss.detach(), weight=batch_size)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=batch_size)
+        self.log("train/loss_epoch", mean_loss, on_step=False, on_epoch=True, batch_size=batch_size)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         return self._step(batch, "train")

@@ -320,9 +320,7 @@ class LatentHiTS(AutoencoderModule):
         else:
             loss = self.reconstruction_loss(x) + self.map_loss(x, decoded=True)
         n = x.shape[0]
-        self.metrics["train_loss"].update(loss.detach(), weight=n)
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
-        self.log("train/loss_epoch", self.metrics["train_loss"], on_step=False, on_epoch=True, batch_size=n)
+        self.log_train_loss(loss, n)
         return loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:

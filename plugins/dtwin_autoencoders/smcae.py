@@ -186,9 +186,7 @@ class SMCAE(AutoencoderModule):
         self._set_trainable(phase)
         loss = self.smcae_loss(batch, phase)
         n = batch["x"].shape[0]
-        self.metrics["train_loss"].update(loss.detach(), weight=n)
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
-        self.log("train/loss_epoch", self.metrics["train_loss"], on_step=False, on_epoch=True, batch_size=n)
+        self.log_train_loss(loss, n)
         self.log("train/phase", float(phase), on_step=False, on_epoch=True, batch_size=n)
         return loss
 
