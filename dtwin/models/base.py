@@ -179,6 +179,7 @@ class _SupervisedModule(DtwinModule):
             )
         loss = self.loss(pred, target)
         n = target.shape[0]
+        self.on_prediction(pred.detach(), batch, stage)
         error = self.metrics[f"{stage}_error"]
         error.update(self.per_sample_error(pred.detach(), target))
         if stage == "train":
@@ -196,6 +197,11 @@ class _SupervisedModule(DtwinModule):
             batch_size=n,
         )
         return loss
+
+    def on_prediction(self, pred: Tensor, batch: dict[str, Tensor], stage: str) -> None:
+        """Called by every train/val/test step with the (detached) prediction and its batch: a
+        plugin logs its own metrics here ('train', 'val' or 'test' in ``stage``) without running
+        ``forward`` again. Does nothing by default."""
 
     def log_train_loss(self, loss: Tensor, batch_size: int) -> None:
         """Log a training loss: 'train/loss' per step and its epoch mean 'train/loss_epoch' (the
