@@ -19,7 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Ratio", "Regression", "compare", "format_ratios", "load", "ratios", "training_step"]
+__all__ = [
+    "Ratio",
+    "Regression",
+    "call_in_child",
+    "compare",
+    "format_ratios",
+    "load",
+    "peak_memory_growth",
+    "ratios",
+    "training_step",
+]
 
 
 @dataclass(frozen=True)
@@ -178,3 +188,68 @@ def _first_optimizer(configured: Any) -> Any:
     if isinstance(configured, (list, tuple)) and configured:
         return _first_optimizer(configured[0])
     return None
+
+
+_STATUS = Path("/proc/self/status")
+
+
+def _rss_kib(field: str) -> int | None:
+    """VmRSS or VmHWM of this process in KiB (Linux), else None."""
+    import re
+
+    try:
+        match = re.search(rf"{field}:\s+(\d+) kB", _STATUS.read_text())
+    except OSError:
+        return None
+    return int(match.group(1)) if match else None
+
+
+def peak_memory_growth(fn: Callable[[], Any], device: str = "cpu") -> float | None:
+    """Bytes by which ``fn()`` raises the peak memory: on CUDA the growth of
+    ``torch.cuda.max_memory_allocated`` over what was allocated before; on a Linux CPU the growth
+    of this process's peak resident memory (VmHWM, reset to the current RSS through
+    /proc/self/clear_refs) over its resident memory before: everything the call touched, the
+    allocator's caching and freed-but-kept pages included (glibc keeps small frees: set
+    MALLOC_MMAP_THRESHOLD_ in a fresh process for a tighter figure). None where neither works."""
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return float(torch.cuda.max_memory_allocated() - base)
+    base = _rss_kib("VmRSS")
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # VmHWM := the current RSS
+    except OSError:
+        return None
+    fn()
+    hwm = _rss_kib("VmHWM")
+    return None if base is None or hwm is None else 1024.0 * (hwm - base)
+
+
+def call_in_child(path: str | Path, function: str, *args: Any, cwd: str | Path | None = None) -> Any:
+    """``function(*args)`` of the Python file ``path``, run in a fresh child process (so that a
+    peak-memory figure is not hidden by pages this process already holds; glibc is told to give
+    freed tensors back with MALLOC_MMAP_THRESHOLD_). ``args`` and the result must be literals
+    (numbers, strings, None, lists, dicts). Raises RuntimeError with the child's stderr on failure."""
+    import ast
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('_dtwin_child', {str(path)!r})\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "sys.modules['_dtwin_child'] = module\n"
+        "spec.loader.exec_module(module)\n"
+        f"print(repr(module.{function}(*{args!r})))\n"
+    )
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    out = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"call_in_child: {path}:{function} failed:\n{out.stderr[-3000:]}")
+    return ast.literal_eval(out.stdout.strip().splitlines()[-1])

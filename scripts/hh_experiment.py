@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+from dtwin.experiments import newest
+
 ROOT = Path(__file__).resolve().parent.parent
 OPERATORS = ("fno", "wno", "deeponet")
 PAPER = {  # test relative L2 (%) of Centofanti et al., by samples
@@ -88,11 +90,6 @@ def dtwin(*args: str, quiet: bool) -> None:
     result = subprocess.run(command, cwd=ROOT, env=env)
     if result.returncode != 0:
         raise SystemExit(f"hh_experiment: `dtwin {args[0]}` failed (exit {result.returncode}); see above")
-
-
-def newest(directory: Path, name: str) -> Path | None:
-    found = sorted(directory.glob(f"**/{name}"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
 
 
 def run_one(root: Path, op: str, n: int, seed: int, epochs: int | None, extras: bool, quiet: bool) -> None:

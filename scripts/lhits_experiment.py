@@ -34,14 +34,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
 import yaml
+
+from dtwin.experiments import newest, parse_overrides, resumable_fit
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMS = ("ks", "fhn")
@@ -66,33 +65,7 @@ def config_path(system: str, model: str) -> Path:
 
 def dtwin_fit(args: list[str], directory: Path, quiet: bool) -> None:
     """``dtwin fit ARGS`` into ``directory``, resumed from its last checkpoint, once."""
-    directory.mkdir(parents=True, exist_ok=True)
-    if (directory / "fit.done").is_file():
-        return
-    resume = ["--ckpt_path", "last"] if newest(directory, "last*.ckpt") else []
-    command = [
-        sys.executable,
-        "-m",
-        "dtwin",
-        "fit",
-        *args,
-        "--trainer.default_root_dir",
-        str(directory),
-        *resume,
-    ]
-    if quiet:
-        command += ["--trainer.enable_progress_bar", "false"]
-    print("  $ dtwin fit " + " ".join(command[4:]), flush=True)
-    start = time.perf_counter()
-    result = subprocess.run(command, cwd=ROOT, env=dict(os.environ))
-    if result.returncode != 0:
-        raise SystemExit(f"lhits_experiment: `dtwin fit` failed (exit {result.returncode}); see above")
-    (directory / "fit.done").write_text(json.dumps({"wall_seconds": time.perf_counter() - start}))
-
-
-def newest(directory: Path, name: str) -> Path | None:
-    found = sorted(directory.glob(f"**/{name}"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
+    resumable_fit(args, directory, quiet=quiet, owner="lhits_experiment", cwd=ROOT)
 
 
 def load_model(directory: Path):
@@ -329,13 +302,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if any(k < 1 for k in args.latent_sizes):
         parser.error(f"--latent-sizes must be >= 1, got {args.latent_sizes}")
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key.startswith(("data.", "model.", "trainer.")):
-            parser.error(f"--set takes KEY=VALUE with KEY under data., model. or trainer., got {item!r}")
-        overrides[key] = value
-    extra_args = [a for key, value in overrides.items() for a in (f"--{key}", value)]
+    overrides, extra_args = parse_overrides(args.set, parser.error)
     args.root.mkdir(parents=True, exist_ok=True)
 
     if not args.report:

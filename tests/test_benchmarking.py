@@ -126,3 +126,94 @@ def test_dtwin_bench_bad_arguments_say_what_is_wrong(tmp_path, capsys):
     suite.mkdir()
     (suite / "test_sleep.py").write_text(textwrap.dedent(SUITE))
     assert main(["bench", "--path", str(suite), "-k", "no_such_benchmark"]) == 2
+
+
+# ------------------------------------------------------------------- peak memory and child processes
+
+MiB = 1024 * 1024
+
+
+def _hwm_resettable() -> bool:
+    """Linux with a writable /proc/self/clear_refs (VmHWM can be reset): what the CPU figure needs."""
+    import os
+
+    return os.path.exists("/proc/self/clear_refs") and os.access("/proc/self/clear_refs", os.W_OK)
+
+
+needs_hwm = pytest.mark.skipif(not _hwm_resettable(), reason="/proc/self/clear_refs is not writable")
+
+
+@needs_hwm
+def test_peak_memory_growth_sees_a_64_mib_tensor():
+    def allocate():
+        t = torch.ones(16 * MiB, dtype=torch.float32)  # 64 MiB, written (resident), then freed
+        return float(t[-1])
+
+    growth = benchmarking.peak_memory_growth(allocate)
+    assert growth is not None
+    assert growth >= 60 * MiB, growth / MiB
+    assert growth < 1024 * MiB, growth / MiB
+
+
+@needs_hwm
+def test_peak_memory_growth_of_a_call_that_allocates_little_is_small():
+    growth = benchmarking.peak_memory_growth(lambda: sum(range(1000)))
+    assert growth is not None and 0 <= growth < 32 * MiB, growth / MiB
+
+
+def test_peak_memory_growth_is_none_where_it_cannot_measure(monkeypatch, tmp_path):
+    # no /proc/self/status (as off Linux): no figure, and no error
+    monkeypatch.setattr(benchmarking, "_STATUS", tmp_path / "no-status")
+    assert benchmarking._rss_kib("VmRSS") is None
+    assert benchmarking.peak_memory_growth(lambda: torch.ones(4)) is None
+
+
+def test_call_in_child_returns_the_result(tmp_path):
+    (tmp_path / "child.py").write_text(
+        textwrap.dedent(
+            """
+            import os
+
+            def report(n, label="x"):
+                print("noise on stdout before the result")
+                return {
+                    "n": n * 2,
+                    "label": label,
+                    "items": [1, 2.5, None],
+                    "cwd": os.getcwd(),
+                    "threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_"),
+                }
+            """
+        )
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    out = benchmarking.call_in_child(tmp_path / "child.py", "report", 21, "y", cwd=work)
+    assert out == {
+        "n": 42,
+        "label": "y",
+        "items": [1, 2.5, None],
+        "cwd": str(work.resolve()),
+        "threshold": "65536",
+    }
+
+
+def test_call_in_child_failure_raises_with_the_childs_stderr(tmp_path):
+    (tmp_path / "child.py").write_text(
+        textwrap.dedent(
+            """
+            import sys
+
+            def fails():
+                print("a warning from the child", file=sys.stderr)
+                raise ValueError("boom-from-the-child")
+            """
+        )
+    )
+    with pytest.raises(RuntimeError) as info:
+        benchmarking.call_in_child(tmp_path / "child.py", "fails")
+    message = str(info.value)
+    assert "call_in_child" in message and "child.py:fails failed" in message
+    assert "ValueError: boom-from-the-child" in message and "a warning from the child" in message
+    with pytest.raises(RuntimeError, match="AttributeError"):
+        benchmarking.call_in_child(tmp_path / "child.py", "no_such_function")
