@@ -121,6 +121,63 @@ def test_regularizer_is_convex_midpoint():
         check_convex(R, torch.zeros(2, C, S, S, dtype=DT))
 
 
+def test_conv_norm_bound_matches_the_transfer_matrices():
+    """The Gram matrices from the kernels' cross-correlations (and, on grids smaller than the
+    kernel, from the transfer matrices) give the largest spectral norm over the frequencies."""
+    from dtwin.nn.drip import _conv_norm_sq
+
+    gen = torch.Generator().manual_seed(7)
+    cases = [(5, 3, 3, 8), (3, 5, 3, 8), (4, 6, 5, 7), (3, 4, 5, 3), (1, 4, 3, 8), (4, 1, 3, 8)]
+    for J, Cin, k, side in cases:
+        weight = torch.randn(J, Cin, k, k, generator=gen, dtype=DT)
+        scale = torch.rand(J, generator=gen, dtype=DT)
+        m = torch.fft.rfft2(weight * scale[:, None, None, None], s=(side + k - 1, side + k - 1))
+        m = m.permute(2, 3, 0, 1).reshape(-1, J, Cin)
+        expected = torch.linalg.matrix_norm(m, 2).max() ** 2 * (1 + 1e3 * torch.finfo(DT).eps)
+        torch.testing.assert_close(_conv_norm_sq(weight, (side, side), scale), expected, rtol=1e-12, atol=0)
+
+
+def test_synthesis_layouts_and_the_solvers_adjoint():
+    """E by products over the taps equals the zero-padded correlation for either memory format;
+    the solver's channels-last E^T added into a base equals base + E.adjoint, with and without a
+    graph (bit for bit), and differentiates correctly."""
+    from dtwin.nn.drip import _UnfoldTaps
+
+    torch.manual_seed(3)
+    for k in (1, 3, 5):
+        E = Synthesis(C, kernel_size=k).to(DT)
+        z = torch.randn(2, C, S, S, dtype=DT)
+        ref = F.conv2d(z, E.weight, padding=k // 2)
+        for x in (z, z.contiguous(memory_format=torch.channels_last), z.mT.contiguous().mT):
+            torch.testing.assert_close(E(x), ref, rtol=1e-12, atol=1e-13)
+        u = torch.randn(2, 1, S, S, dtype=DT)
+        base = torch.randn(2, C, S, S, dtype=DT).contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            fresh = E._adjoint_add(u, base.clone())
+        graph = E._adjoint_add(u, base)
+        assert torch.equal(fresh, graph.detach())
+        assert fresh.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(fresh, base + E.adjoint(u), rtol=1e-12, atol=1e-13)
+    taps = torch.randn(9, 3, dtype=DT, requires_grad=True)
+    u = torch.randn(2, 1, 5, 4, dtype=DT, requires_grad=True)
+    base = torch.randn(2, 20, 3, dtype=DT, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda u, t, b: _UnfoldTaps.apply(u, t, b, 3), (u, taps, base))
+
+
+@pytest.mark.parametrize("penalty", ["pseudo_huber", "log_cosh"])
+def test_regularizer_without_graph_is_the_same_arithmetic(penalty):
+    """Without a graph the closed forms work in place; the results are bit for bit those with one
+    (solve and solve_unrolled then iterate identically)."""
+    _, R = _problem(penalty=penalty)
+    z = torch.randn(2, C, S, S, dtype=DT).contiguous(memory_format=torch.channels_last)
+    v = torch.randn_like(z)
+    with torch.no_grad():
+        g0, h0 = R.gradient(z), R.hessian(z)(v)
+    z.requires_grad_()
+    g1, h1 = R.gradient(z), R.hessian(z)(v)
+    assert torch.equal(g0, g1.detach()) and torch.equal(h0, h1.detach())
+
+
 class _Cosine(nn.Module):
     """A user regularizer that breaks the contract: not convex."""
 
@@ -236,6 +293,19 @@ def test_solve_float32_and_fista():
     reg.strong_convexity = lambda: 0.0
     res = solve(A, E.double(), reg, b.double(), tol=1e-9, max_iter=20000)
     assert bool(res.converged.all())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("penalty", ["pseudo_huber", "log_cosh"])
+def test_solve_and_unrolled_iterate_bit_for_bit(penalty, dtype):
+    A = _operator("inpainting", side=9)
+    E, R = _problem(penalty=penalty)
+    E, R = Synthesis(C, kernel_size=5).to(dtype), R.to(dtype)
+    b = A(_images(3, side=9).to(dtype))
+    res = solve(A, E, R, b, tol=1e-6, max_iter=150)
+    ref = solve_unrolled(A, E, R, b, tol=1e-6, max_iter=150)
+    assert torch.equal(res.iterations, ref.iterations)
+    assert torch.equal(res.z, ref.z.detach()) and res.z.is_contiguous()
 
 
 # ----------------------------------------------------------------------------------------- gradients
