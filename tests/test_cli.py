@@ -57,7 +57,7 @@ def test_list_shows_builtin_and_installed_plugins(template_plugin):
         (
             ["fit", "--model", "conv_operator", "--data", "nothing"],
             "no plugin named 'nothing' in dtwin.datamodules; "
-            "available datamodules: digits_syn2real, fhn, hh, image_patches, ks, tanks",
+            "available datamodules: digits_syn2real, fhn, hh, hh_conductance, image_patches, ks, tanks",
         ),
         (["frobnicate"], "unknown command 'frobnicate'"),
     ],

@@ -1,9 +1,14 @@
-"""Cascaded water tanks records for the two-stage estimator: parameters drawn from the prior box,
-each simulated with its own random input (dtwin.sim.tanks). Simulating 20000 records takes about
-a second, so nothing is cached.
+"""Records for the two-stage estimator, parameters drawn from a prior box.
 
-Each sample is a dict: 'u' Tensor[N] (input), 'y' Tensor[N] (measured level of tank 2),
-'theta' Tensor[4] (k1, k2, k3, k4).
+:class:`TanksDataModule`: cascaded water tanks, each record simulated with its own random input
+(dtwin.sim.tanks). Each sample is a dict: 'u' Tensor[N] (input), 'y' Tensor[N] (measured level of
+tank 2), 'theta' Tensor[4] (k1, k2, k3, k4).
+
+:class:`HHConductanceDataModule`: Hodgkin-Huxley conductances, every record the noisy voltage
+response to the same known current (dtwin.sim.hh, "conductance estimation"). Each sample: 'u'
+Tensor[500] (the current, uA/cm^2), 'y' Tensor[500] (V in mV), 'theta' Tensor[3] (gNa, gK, gL).
+
+Simulating 20000 records takes about a second (tanks) or three (HH), so nothing is cached.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from dtwin.data.base import SplitDataModule, TensorDictDataset
-from dtwin.sim import tanks
+from dtwin.sim import hh, tanks
 
 
 class TanksDataModule(SplitDataModule):
@@ -56,4 +61,47 @@ class TanksDataModule(SplitDataModule):
             theta = tanks.sample_prior(max(n, 1), g, self.low, self.high)[:n]
             u = tanks.random_input(max(n, 1), hp.n_samples, generator=g)[:n]
             y = tanks.simulate(theta, u, generator=g) if n else u
+            self.datasets[split] = TensorDictDataset({"u": u.float(), "y": y.float(), "theta": theta.float()})
+
+
+class HHConductanceDataModule(SplitDataModule):
+    """Args:
+    n_train, n_val, n_test: records per split (all in the prior box; the out-of-distribution
+        truths are the experiment's, scripts/hh_estimation_experiment.py).
+    prior_low, prior_high: the prior box of (gNa, gK, gL) (default: the defaults +-20%).
+    seed: seed of the draw; batch_size: training batch size.
+    """
+
+    def __init__(
+        self,
+        n_train: int = 20000,
+        n_val: int = 2000,
+        n_test: int = 2000,
+        prior_low: list[float] | None = None,
+        prior_high: list[float] | None = None,
+        seed: int = 0,
+        batch_size: int = 256,
+    ) -> None:
+        super().__init__()
+        if n_train < 1 or n_val < 0 or n_test < 1:
+            raise ValueError(
+                f"HHConductanceDataModule: need n_train >= 1, n_val >= 0, n_test >= 1, "
+                f"got {n_train}, {n_val}, {n_test}"
+            )
+        if batch_size < 1:
+            raise ValueError(f"HHConductanceDataModule: batch_size must be >= 1, got {batch_size}")
+        lo, hi = hh.conductance_prior_box(prior_low, prior_high, owner="HHConductanceDataModule")
+        self.save_hyperparameters()
+        self.low, self.high = tuple(lo.tolist()), tuple(hi.tolist())
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        g = torch.Generator().manual_seed(self.hparams.seed)  # one stream through the splits, in order
+        current = hh.protocol_current()
+        for split in ("train", "val", "test"):
+            n = self.hparams[f"n_{split}"]
+            theta = hh.sample_conductances(n, g, self.low, self.high)
+            y = hh.simulate_conductances(theta, generator=g) if n else current.expand(0, -1)
+            u = current.expand(n, -1).contiguous()
             self.datasets[split] = TensorDictDataset({"u": u.float(), "y": y.float(), "theta": theta.float()})

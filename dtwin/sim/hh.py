@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 
 import torch
@@ -23,17 +24,27 @@ from dtwin.errors import SimulationError
 from dtwin.ops.hh import DIRECTION_NAMES, METHODS, PARAM_NAMES, STATE_NAMES, STATUS, hh_simulate
 
 __all__ = [
+    "CONDUCTANCES",
+    "CONDUCTANCE_PRIOR_HIGH",
+    "CONDUCTANCE_PRIOR_LOW",
     "DEFAULT_METHOD",
     "DIRECTION_NAMES",
+    "OOD_CONDUCTANCES",
     "PARAM_NAMES",
     "STATE_NAMES",
     "HHParameters",
     "HodgkinHuxley",
+    "conductance_prior_box",
+    "estimation_times",
+    "protocol_current",
     "pulse_trains",
     "reference_solution",
+    "sample_conductances",
     "simulate",
+    "simulate_conductances",
     "single_pulses",
     "smooth_waveforms",
+    "voltage_features",
 ]
 
 
@@ -416,3 +427,229 @@ def reference_solution(
             out[i, sel] = sol.sol(t[sel])[0]
             y = sol.y[:, -1]
     return torch.from_numpy(out)
+
+
+# --------------------------------------------------------------------------------------------
+# conductance estimation: the Hodgkin-Huxley twin of the two-stage estimator (SPECS.md section 3)
+#
+# theta = (gNa, gK, gL) in mS/cm^2, the other parameters at their defaults, is estimated from V
+# sampled every ESTIMATION_DT = 0.2 ms on [0, 100) ms (N = 500 samples) with additive Gaussian
+# measurement noise (std NOISE_STD = 2 mV): the response to one known current, the staircase
+# PROTOCOL, 0 on [0, 10) ms (the approach to rest from DEFAULT_Y0), 3 uA/cm^2 on [10, 35)
+# (subthreshold: the leak), 8 on [35, 65) and 16 on [65, 100) (two firing rates: the spike
+# shape and frequency carry gNa and gK). Prior box: the defaults +-20%; the out-of-distribution
+# truths OOD1 (a more excitable cell: gNa +30%, gK -22%, gL +40%) and OOD2 (a less excitable
+# one: gNa -30%, gK +25%, gL -33%) lie outside it.
+
+CONDUCTANCES = ("gNa", "gK", "gL")
+DEFAULT_CONDUCTANCES = (120.0, 36.0, 0.3)
+CONDUCTANCE_PRIOR_LOW = (96.0, 28.8, 0.24)
+CONDUCTANCE_PRIOR_HIGH = (144.0, 43.2, 0.36)
+OOD_CONDUCTANCES = {"OOD1": (156.0, 28.0, 0.42), "OOD2": (84.0, 45.0, 0.2)}
+ESTIMATION_DT = 0.2
+ESTIMATION_N = 500
+NOISE_STD = 2.0
+#: (start in ms, amplitude in uA/cm^2) of each step of the known current; the last runs to the end
+PROTOCOL = ((0.0, 0.0), (10.0, 3.0), (35.0, 8.0), (65.0, 16.0))
+#: the scheme of the estimation twin: the fixed-step scheme whose exact sensitivities the op gives
+ESTIMATION_SCHEME = {"method": "rk4", "dt": 0.05}
+VOLTAGE_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+SPIKE_THRESHOLD, SPIKE_WIDTH = -20.0, 4.0
+N_VOLTAGE_FEATURES = len(PROTOCOL) * (len(VOLTAGE_QUANTILES) + 2)
+
+
+def _estimation_fail(message: str) -> None:
+    raise ValueError(f"hh: {message}")
+
+
+def estimation_times(n: int = ESTIMATION_N, dtype: torch.dtype = torch.float64) -> Tensor:
+    """Tensor[n] of the sample times (ms) of a record: 0, 0.2, ..."""
+    if n < 2:
+        _estimation_fail(f"a record needs n >= 2 samples, got {n}")
+    return torch.arange(n, dtype=dtype) * ESTIMATION_DT
+
+
+def _segment_starts(n: int) -> list[int]:
+    return [round(start / ESTIMATION_DT) for start, _ in PROTOCOL] + [n]
+
+
+def protocol_current(n: int = ESTIMATION_N, dtype: torch.dtype = torch.float64) -> Tensor:
+    """Tensor[n], the known current (uA/cm^2) of :data:`PROTOCOL` at the sample times."""
+    if n != ESTIMATION_N:
+        _estimation_fail(f"the protocol is defined for records of {ESTIMATION_N} samples, got n={n}")
+    current = torch.zeros(n, dtype=dtype)
+    starts = _segment_starts(n)
+    for (_, amp), a, b in zip(PROTOCOL, starts[:-1], starts[1:], strict=True):
+        current[a:b] = amp
+    return current
+
+
+def conductance_prior_box(
+    low: Sequence[float] | None = None, high: Sequence[float] | None = None, *, owner: str = "hh"
+) -> tuple[Tensor, Tensor]:
+    """The prior box of (gNa, gK, gL) as float64 tensors [3] (default: the defaults +-20%),
+    checked: 3 finite positive values each, low <= high; errors start with ``owner``."""
+    lo = torch.tensor(CONDUCTANCE_PRIOR_LOW if low is None else list(low), dtype=torch.float64)
+    hi = torch.tensor(CONDUCTANCE_PRIOR_HIGH if high is None else list(high), dtype=torch.float64)
+    if lo.shape != (3,) or hi.shape != (3,):
+        raise ValueError(
+            f"{owner}: prior_low and prior_high need 3 values (gNa, gK, gL), got {lo.tolist()}, {hi.tolist()}"
+        )
+    if not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()):
+        raise ValueError(f"{owner}: the prior box must be finite, got low={lo.tolist()}, high={hi.tolist()}")
+    if bool((lo > hi).any()):
+        raise ValueError(f"{owner}: prior box with low > high: low={lo.tolist()}, high={hi.tolist()}")
+    if bool((lo <= 0).any()):
+        raise ValueError(f"{owner}: the prior box must hold positive conductances, got low={lo.tolist()}")
+    return lo, hi
+
+
+def sample_conductances(
+    n: int,
+    generator: torch.Generator | None = None,
+    low: Sequence[float] = CONDUCTANCE_PRIOR_LOW,
+    high: Sequence[float] = CONDUCTANCE_PRIOR_HIGH,
+) -> Tensor:
+    """Tensor[n, 3] of (gNa, gK, gL) uniform in the box [low, high]."""
+    lo, hi = conductance_prior_box(low, high)
+    return lo + (hi - lo) * torch.rand(n, 3, generator=generator, dtype=torch.float64)
+
+
+def _simulate_conductances(theta: Tensor, current: Tensor, jacobian: bool, on_failure: str):
+    B, n = current.shape
+    t = estimation_times(n, theta.dtype)
+    rest = HHParameters().tensor(theta.dtype)[3:].expand(B, -1)
+    return simulate(
+        None,
+        t,
+        params=torch.cat((theta, rest), 1),
+        current=current,
+        t_current=t,
+        interpolation="previous",
+        jacobian=jacobian,
+        on_failure=on_failure,
+        **ESTIMATION_SCHEME,
+    )
+
+
+class _ConductanceSimulation(torch.autograd.Function):
+    """V(theta) with its derivatives from the op's exact sensitivities, in reverse and forward mode
+    (the compiled op's own autograd is reverse mode only: torch.func.jacfwd through it sees zero
+    tangents)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(theta: Tensor, current: Tensor, on_failure: str) -> tuple[Tensor, Tensor]:
+        V, J = _simulate_conductances(theta, current, True, on_failure)
+        return V, J[..., :3].contiguous()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output[1])
+        ctx.save_for_forward(output[1])
+        ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def jvp(ctx, theta_t, _current_t, _on_failure_t):
+        (J,) = ctx.saved_tensors
+        return torch.einsum("bnp,bp->bn", J, theta_t), None
+
+    @staticmethod
+    def backward(ctx, grad_V, _grad_J):
+        (J,) = ctx.saved_tensors
+        return torch.einsum("bn,bnp->bp", grad_V, J), None, None
+
+
+def simulate_conductances(
+    theta: Tensor,
+    current: Tensor | None = None,
+    *,
+    noise: bool = True,
+    generator: torch.Generator | None = None,
+    noise_std: float = NOISE_STD,
+    draws: Tensor | None = None,
+    differentiable: bool = False,
+    jacobian: bool = False,
+    on_failure: str = "raise",
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Voltage records Tensor[B, N] (mV) of B neurons with conductances ``theta`` [B, 3] (or [3];
+    gNa, gK, gL in mS/cm^2) driven by ``current`` [N] (shared) or [B, N] (uA/cm^2 at
+    :func:`estimation_times`, held between samples; default :func:`protocol_current`), plus
+    Gaussian measurement noise of std ``noise_std`` (``noise=False``: the noise-free V;
+    ``draws`` [B, N]: standard normal draws to use instead of drawing, common random numbers).
+
+    Simulated by :data:`ESTIMATION_SCHEME` (rk4, dt 0.05 ms). ``jacobian=True`` also returns
+    dV/dtheta [B, N, 3] of the noise-free V: the op's exact sensitivities of the discrete
+    solution. ``differentiable=True``: V carries those derivatives to ``theta`` in reverse and
+    forward mode (``torch.func.jacfwd`` and ``dtwin.estimation.gauss_newton`` see them).
+    ``on_failure='nan'``: neurons whose state became non-finite give NaN from there on instead
+    of a :class:`dtwin.errors.SimulationError`.
+    """
+    if not isinstance(theta, Tensor):
+        _estimation_fail(f"theta must be a Tensor[B, 3] (gNa, gK, gL), got {type(theta).__name__}")
+    theta = theta.unsqueeze(0) if theta.dim() == 1 else theta
+    if theta.dim() != 2 or theta.shape[1] != 3:
+        _estimation_fail(f"theta must be [B, 3] (gNa, gK, gL), got {list(theta.shape)}")
+    B = theta.shape[0]
+    dtype = theta.dtype if theta.is_floating_point() else torch.float64
+    theta = theta.to(dtype)
+    current = protocol_current(dtype=dtype) if current is None else current
+    if not isinstance(current, Tensor):
+        _estimation_fail(f"current must be a Tensor[N] or [B, N], got {type(current).__name__}")
+    current = current.detach().to(dtype)
+    current = current.unsqueeze(0).expand(B, -1) if current.dim() == 1 else current
+    if current.dim() != 2 or current.shape[0] != B or current.shape[1] < 2:
+        _estimation_fail(f"current must be [N] or [B={B}, N] with N >= 2, got {list(current.shape)}")
+    current = current.contiguous()
+    if not bool(torch.isfinite(theta.detach()).all()) or not bool(torch.isfinite(current).all()):
+        _estimation_fail("theta and current must be finite")
+    if bool((theta.detach() <= 0).any()):
+        _estimation_fail(
+            f"the twin cannot simulate non-positive conductances; got min(theta) = {theta.min().item():.3g}"
+        )
+    if on_failure not in ("raise", "nan"):
+        _estimation_fail(f"on_failure must be 'raise' or 'nan', got {on_failure!r}")
+    if not (math.isfinite(noise_std) and noise_std >= 0):
+        _estimation_fail(f"noise_std must be finite and >= 0, got {noise_std}")
+    J = None
+    if differentiable:
+        V, J = _ConductanceSimulation.apply(theta, current, on_failure)
+    elif jacobian:
+        V, J = _simulate_conductances(theta, current, True, on_failure)
+        J = J[..., :3]
+    else:
+        V = _simulate_conductances(theta, current, False, on_failure)
+    if noise:
+        if draws is None:
+            draws = torch.randn(B, current.shape[1], generator=generator, dtype=torch.float64)
+        elif tuple(draws.shape) != tuple(V.shape):
+            _estimation_fail(f"draws must be [{B}, {current.shape[1]}], got {list(draws.shape)}")
+        V = V + noise_std * draws.to(dtype)
+    return (V, J) if jacobian else V
+
+
+def voltage_features(V: Tensor) -> Tensor:
+    """The 'spiking' compression of voltage records [B, N] (or [N]): for each step of
+    :data:`PROTOCOL`, the quantiles :data:`VOLTAGE_QUANTILES` of V, its mean and a soft spike
+    count, Tensor[B, 32]. The count sums the upward steps of sigmoid((V + 20 mV) / 4 mV), about
+    one per spike. Every feature is differentiable in V almost everywhere (quantiles are order
+    statistics), so the derivatives of mean simulated features chain with the simulator's
+    sensitivities; a hard spike count or an interspike interval would be piecewise constant."""
+    V = V.unsqueeze(0) if V.dim() == 1 else V
+    if V.dim() != 2 or V.shape[1] != ESTIMATION_N:
+        _estimation_fail(f"voltage records must be [B, {ESTIMATION_N}], got {list(V.shape)}")
+    if not bool(torch.isfinite(V).all()):
+        _estimation_fail("voltage records contain non-finite values")
+    levels = torch.tensor(VOLTAGE_QUANTILES, dtype=V.dtype, device=V.device)
+    starts = _segment_starts(V.shape[1])
+    columns = []
+    for a, b in itertools.pairwise(starts):
+        segment = V[:, a:b]
+        soft = torch.sigmoid((segment - SPIKE_THRESHOLD) / SPIKE_WIDTH)
+        columns += [
+            torch.quantile(segment, levels, dim=1).T,
+            segment.mean(1, keepdim=True),
+            torch.relu(soft[:, 1:] - soft[:, :-1]).sum(1, keepdim=True),
+        ]
+    return torch.cat(columns, 1)

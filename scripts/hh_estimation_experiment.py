@@ -1,0 +1,320 @@
+#!/usr/bin/env python3
+"""Two-stage estimator with out-of-distribution fine-tuning on the Hodgkin-Huxley twin
+(SPECS.md section 3, the issue's second example): (gNa, gK, gL) from the noisy voltage response
+(2 mV) to the known staircase current of ``dtwin.sim.hh.protocol_current``, a prior box of the
+defaults +-20%, truths outside it. Monte Carlo runs per case; parameter MSE and seconds per
+estimate of the pre-trained two-stage estimator (TS), its Gauss-Newton warm start, TS fine-tuned,
+the same with the paper's feature-space warm start, and the prediction-error method (PEM:
+Gauss-Newton on the simulator, exact sensitivities) from a good and from a poor initial value.
+
+    python3 scripts/hh_estimation_experiment.py --runs 20      # both OOD cases (resumable)
+    python3 scripts/hh_estimation_experiment.py --report       # tables and figure from saved runs
+
+Parameter MSE = mean over runs of sum_i ((theta_hat_i - theta0_i) / default_i)^2, the error in
+units of the default conductances (120, 36, 0.3 mS/cm^2) summed over the three, so that gL
+counts as much as gNa; the summary also gives each parameter's RMSE in mS/cm^2. Good PEM start:
+the truth with each conductance perturbed by a uniform +-10%; poor start: the centre of the prior
+box (the defaults). The feature-space variant runs the paper's 3 Gauss-Newton iterations from the
+same starts as the trace warm start (16 around the pre-trained estimate). Everything lands in
+--out: the trained estimator (two_stage.ckpt, reused), results.json (one entry per run, written
+as it goes: an interrupted run resumes), summary.json, table.md and estimates.png (estimates
+against the truth).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from dtwin.estimation import prediction_error_method
+from dtwin.sim import hh
+
+METHODS = (
+    "TS pre-trained",
+    "TS warm start (trace Gauss-Newton)",
+    "TS fine-tuned",
+    "TS warm start (features, the paper's)",
+    "TS fine-tuned (features warm start)",
+    "PEM (good start)",
+    "PEM (poor start)",
+)
+SHORT = dict(
+    zip(METHODS, ("TS pre", "TS GN", "TS fine", "GN feat", "fine feat", "PEM good", "PEM poor"), strict=True)
+)
+DEFAULTS = torch.tensor(hh.DEFAULT_CONDUCTANCES, dtype=torch.float64)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=20, help="Monte Carlo runs per case")
+    cases = list(hh.OOD_CONDUCTANCES)
+    p.add_argument("--cases", nargs="+", default=cases, choices=cases, help="OOD cases")
+    p.add_argument("--epochs", type=int, default=40, help="pre-training epochs")
+    p.add_argument("--n-train", type=int, default=20000, help="simulated training records")
+    p.add_argument("--no-pem", action="store_true", help="skip the prediction-error baselines")
+    p.add_argument("--no-features", action="store_true", help="skip the feature-space warm start variant")
+    p.add_argument("--out", default="runs/hh-estimation", help="output folder")
+    p.add_argument("--report", action="store_true", help="only print tables and draw the figure")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    for name in ("runs", "epochs", "n_train"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    return args
+
+
+def pretrained(out: Path, epochs: int, n_train: int, quiet: bool):
+    """The two-stage estimator trained on the prior box (resumes from its last checkpoint)."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from dtwin.data.tanks import HHConductanceDataModule
+    from dtwin_estimators.two_stage import TwoStage
+
+    final = out / "two_stage.ckpt"
+    if final.is_file():
+        return TwoStage.load_from_checkpoint(final, map_location="cpu").eval()
+    torch.manual_seed(0)
+    model = TwoStage(twin="hh")
+    data = HHConductanceDataModule(n_train=n_train, n_val=0, n_test=2000)
+    ckpt_dir = out / "train"
+    last = ckpt_dir / "last.ckpt"
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*Total length of `DataLoader`.*")
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        default_root_dir=str(out),
+        logger=False,
+        enable_progress_bar=not quiet,
+        enable_model_summary=False,
+        callbacks=[ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0)],
+    )
+    trainer.fit(model, data, ckpt_path=str(last) if last.is_file() else None)
+    metrics = trainer.test(model, data, verbose=False)[0]
+    print(
+        "pre-trained on the prior box: test parameter MSE (mean over the conductances, in units of "
+        f"the defaults) {metrics['test/param_mse']:.5f}"
+    )
+    trainer.save_checkpoint(final)
+    return model.eval()
+
+
+def pem_simulator(u: torch.Tensor):
+    """theta [3] -> the noise-free V [N] driven by ``u``, differentiable through the HH op's exact
+    sensitivities (what the prediction-error method's Gauss-Newton differentiates). A trial the
+    twin cannot take (a conductance under- or overflowing in exp(log theta), a state the scheme
+    cannot follow) gives NaN, which the solver rejects as a step, instead of an error."""
+
+    def sim(theta: torch.Tensor) -> torch.Tensor:
+        if not bool((torch.isfinite(theta) & (theta > 0)).all()):
+            return torch.full_like(u, float("nan"))
+        return hh.simulate_conductances(theta, u, noise=False, differentiable=True, on_failure="nan")[0]
+
+    return sim
+
+
+def one_run(model, case: str, run: int, pem: bool, features: bool) -> dict:
+    theta0 = torch.tensor(hh.OOD_CONDUCTANCES[case], dtype=torch.float64)
+    g = torch.Generator().manual_seed(1000 * (list(hh.OOD_CONDUCTANCES).index(case) + 1) + run)
+    u = hh.protocol_current()
+    y = hh.simulate_conductances(theta0, generator=g)[0]
+    entry: dict = {"case": case, "run": run, "theta0": theta0.tolist(), "estimates": {}, "seconds": {}}
+
+    def record(method: str, theta, seconds: float) -> None:
+        entry["estimates"][method] = [float(v) for v in theta]
+        entry["seconds"][method] = seconds
+
+    t = time.perf_counter()
+    with torch.no_grad():
+        pre = model({"u": u[None].float(), "y": y[None].float()})[0].double()
+    record("TS pre-trained", pre, time.perf_counter() - t)
+    # the gate's verdict is recorded for every run, whatever it says
+    t = time.perf_counter()
+    _, report = model.fine_tune(u, y, seed=run)
+    seconds = time.perf_counter() - t
+    entry["gate"] = {k: report[k] for k in ("gate_statistic", "gate_dof", "gate_p_value", "verdict")}
+    entry["stage_seconds"] = report["seconds"]
+    record("TS fine-tuned", report["theta_fine_tuned"], seconds)
+    if "theta_gauss_newton" in report:
+        record("TS warm start (trace Gauss-Newton)", report["theta_gauss_newton"], seconds)
+        entry["gn_misfit"] = report["gn_misfit"]
+    if features:
+        t = time.perf_counter()
+        _, report = model.fine_tune(u, y, seed=run, warm_start="features", gn_iterations=3)
+        seconds = time.perf_counter() - t
+        record("TS fine-tuned (features warm start)", report["theta_fine_tuned"], seconds)
+        if "theta_gauss_newton" in report:
+            record("TS warm start (features, the paper's)", report["theta_gauss_newton"], seconds)
+    if pem:
+        sim = pem_simulator(u)
+        good = theta0 * (1 + 0.2 * (torch.rand(3, generator=g, dtype=torch.float64) - 0.5))
+        poor = (torch.tensor(hh.CONDUCTANCE_PRIOR_LOW) + torch.tensor(hh.CONDUCTANCE_PRIOR_HIGH)).double() / 2
+        for method, start in (("PEM (good start)", good), ("PEM (poor start)", poor)):
+            t = time.perf_counter()
+            theta, _ = prediction_error_method(sim, y, start)
+            record(method, theta, time.perf_counter() - t)
+    return entry
+
+
+def summarise(results: list[dict]) -> dict:
+    table: dict = {}
+    for case in hh.OOD_CONDUCTANCES:
+        runs = [r for r in results if r["case"] == case]
+        if not runs:
+            continue
+        rows = {}
+        for method in METHODS:
+            errs, secs, sq = [], [], []
+            for r in runs:
+                if method in r["estimates"]:
+                    diff = torch.tensor(r["estimates"][method]) - torch.tensor(r["theta0"])
+                    errs.append(float((diff / DEFAULTS).pow(2).sum()))
+                    sq.append(diff.pow(2))
+                    secs.append(r["seconds"][method])
+            if errs:
+                rows[method] = {
+                    "mse": statistics.fmean(errs),
+                    "median_sq_error": statistics.median(errs),
+                    "rmse": dict(zip(hh.CONDUCTANCES, torch.stack(sq).mean(0).sqrt().tolist(), strict=True)),
+                    "seconds": statistics.fmean(secs),
+                    "runs": len(errs),
+                }
+        flagged = sum(r["gate"]["verdict"] == "out of distribution" for r in runs)
+        table[case] = {"methods": rows, "gate_flagged": flagged, "runs": len(runs)}
+    return table
+
+
+def markdown(table: dict) -> str:
+    """The table: one row per method, per case the MSE (median) and the RMSE of each conductance."""
+    cases = list(table)
+    head = ["method"]
+    for case in cases:
+        head += [f"{case} MSE (median)", f"{case} RMSE gNa / gK / gL"]
+    head.append("s / estimate")
+    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+    for method in METHODS:
+        if not any(method in table[c]["methods"] for c in cases):
+            continue
+        cells, secs = [method], []
+        for case in cases:
+            row = table[case]["methods"].get(method)
+            if row is None:
+                cells += ["", ""]
+                continue
+            rmse = row["rmse"]
+            cells += [
+                f"{row['mse']:.4g} ({row['median_sq_error']:.3g})",
+                f"{rmse['gNa']:.3g} / {rmse['gK']:.3g} / {rmse['gL']:.3g}",
+            ]
+            secs.append(row["seconds"])
+        cells.append("-".join(dict.fromkeys(f"{s:.2g}" for s in (min(secs), max(secs)))))
+        lines.append("| " + " | ".join(cells) + " |")
+    gate = "; ".join(f"{c}: {table[c]['gate_flagged']}/{table[c]['runs']}" for c in cases)
+    truths = "; ".join(f"{c} = {list(hh.OOD_CONDUCTANCES[c])}" for c in cases)
+    return (
+        "\n".join(lines)
+        + f"\n\nTruths (gNa, gK, gL): {truths}; prior box {list(hh.CONDUCTANCE_PRIOR_LOW)} to "
+        f"{list(hh.CONDUCTANCE_PRIOR_HIGH)}. OOD gate flagged {gate}.\n"
+    )
+
+
+def print_tables(table: dict) -> None:
+    for case, t in table.items():
+        print(
+            f"\n{case} theta0 = {list(hh.OOD_CONDUCTANCES[case])}: {t['runs']} runs; "
+            f"OOD gate flagged {t['gate_flagged']}/{t['runs']}"
+        )
+        print(
+            f"{'method':38s} {'param MSE':>10s} {'median':>9s} {'RMSE gNa':>9s} {'gK':>7s} {'gL':>7s} "
+            f"{'s/estimate':>11s}"
+        )
+        for method, row in t["methods"].items():
+            r = row["rmse"]
+            print(
+                f"{method:38s} {row['mse']:10.4g} {row['median_sq_error']:9.3g} {r['gNa']:9.3g} "
+                f"{r['gK']:7.3g} {r['gL']:7.3g} {row['seconds']:11.2f}"
+            )
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = [c for c in hh.OOD_CONDUCTANCES if any(r["case"] == c for r in results)]
+    methods = [m for m in METHODS if any(m in r["estimates"] for r in results)]
+    fig, axes = plt.subplots(len(cases), 3, figsize=(15, 3.8 * len(cases)), squeeze=False)
+    jitter = torch.Generator().manual_seed(0)
+    for i, case in enumerate(cases):
+        runs = [r for r in results if r["case"] == case]
+        for j, name in enumerate(hh.CONDUCTANCES):
+            ax = axes[i][j]
+            data = [[r["estimates"][m][j] for r in runs if m in r["estimates"]] for m in methods]
+            ax.boxplot(data, showfliers=False)
+            for k, d in enumerate(data):
+                offsets = (torch.rand(len(d), generator=jitter) - 0.5).tolist()
+                ax.plot([k + 1 + 0.3 * q for q in offsets], d, ".", ms=3, alpha=0.6)
+            ax.axhline(hh.OOD_CONDUCTANCES[case][j], color="k", lw=1.2, label="truth")
+            ax.axhspan(
+                hh.CONDUCTANCE_PRIOR_LOW[j],
+                hh.CONDUCTANCE_PRIOR_HIGH[j],
+                color="0.9",
+                zorder=0,
+                label="prior box",
+            )
+            # a PEM from a poor start may leave the picture: keep the truth and the box in view
+            lo = min(hh.CONDUCTANCE_PRIOR_LOW[j], hh.OOD_CONDUCTANCES[case][j])
+            hi = max(hh.CONDUCTANCE_PRIOR_HIGH[j], hh.OOD_CONDUCTANCES[case][j])
+            ax.set_ylim(lo - 0.6 * (hi - lo), hi + 0.6 * (hi - lo))
+            ax.set_xticks(range(1, len(methods) + 1), [SHORT[m] for m in methods], fontsize=8)
+            ax.set_title(f"{case}: {name} (mS/cm$^2$)")
+            if i == 0 and j == 0:
+                ax.legend(fontsize=7)
+    fig.suptitle(
+        "Hodgkin-Huxley conductances: estimates over Monte Carlo runs (black: truth; grey: prior box)"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else []
+    if not args.report:
+        torch.set_num_threads(1)  # one estimate at a time: the simulator batches are small
+        model = pretrained(out, args.epochs, args.n_train, args.quiet)
+        done = {(r["case"], r["run"]) for r in results}
+        todo = [(c, r) for c in args.cases for r in range(args.runs) if (c, r) not in done]
+        from tqdm import tqdm
+
+        for case, run in tqdm(todo, desc="Monte Carlo runs", disable=args.quiet):
+            results.append(one_run(model, case, run, pem=not args.no_pem, features=not args.no_features))
+            results_path.write_text(json.dumps(results))
+    if not results:
+        print(f"no results in {results_path}; run without --report first", file=sys.stderr)
+        return 1
+    table = summarise(results)
+    print_tables(table)
+    (out / "summary.json").write_text(json.dumps(table, indent=2))
+    (out / "table.md").write_text(markdown(table))
+    plot(results, out / "estimates.png")
+    print(f"\n{markdown(table)}")
+    print(f"results: {results_path}; table: {out / 'table.md'}; figure: {out / 'estimates.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
