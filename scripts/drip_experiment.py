@@ -31,7 +31,7 @@ sqrt(M) (the discrepancy bound), the parameter count, and the peak memory of one
 (learned methods; the growth of the process's peak resident memory on a CPU, of
 ``torch.cuda.max_memory_allocated`` on a GPU). Writes ROOT/results.json, ROOT/results.md and
 ROOT/reconstructions.png (truth, data and every method's reconstruction of one test sample per
-task).
+task, from every task evaluated so far).
 
     python3 scripts/drip_experiment.py                             # everything
     python3 scripts/drip_experiment.py --tasks blur5 --methods tikhonov drip
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
                     )
 
     path = args.root / "results.json"
-    results = json.loads(path.read_text()) if path.is_file() else {}
+    (args.root / "panels").mkdir(exist_ok=True)
     panels: dict[str, dict[str, Any]] = {}
     for task in args.tasks:
         print(f"[{task}] evaluating", flush=True)
@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
             "truth": (test["x"][show, 0], "truth"),
             "data": (data_image(A, test["y"][show]), f"data ({100 * TASKS[task][2]:.0f}% noise)"),
         }
-        by_method = results.setdefault(task, {})
+        by_method: dict[str, Any] = {}
         for method in args.methods:
             if method in CLASSICAL:
                 out = evaluate_classical(method, dm, val, test)
@@ -396,10 +396,20 @@ def main(argv: list[str] | None = None) -> None:
                 f"fits data {100 * record['fits_data']:.0f}%",
                 flush=True,
             )
-        results[task] = by_method
+        # merged into the file as it is now (another run may have written other tasks meanwhile)
+        results = json.loads(path.read_text()) if path.is_file() else {}
+        results.setdefault(task, {}).update(by_method)
         path.write_text(json.dumps(results, indent=2))
+        torch.save(panels[task], args.root / "panels" / f"{task}.pt")
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results = {t: results[t] for t in TASKS if t in results}
     (args.root / "results.md").write_text(table(results))
-    figure(args.root / "reconstructions.png", panels)
+    shown = {
+        t: torch.load(args.root / "panels" / f"{t}.pt")
+        for t in TASKS
+        if (args.root / "panels" / f"{t}.pt").is_file()
+    }
+    figure(args.root / "reconstructions.png", shown)
     print(table(results))
 
 
