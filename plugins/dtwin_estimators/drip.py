@@ -3,11 +3,12 @@
 The image is synthesised from a latent z, x = E z (E a learned convolution from C latent
 channels), and z solves the convex lower level
 
-    z*(y) = argmin_z 1/2 ||A E z - y||^2 + R_theta(z)
+    z*(y) = argmin_z 1/2 ||A E z - y||^2 + ||A||^2 R_theta(z)
 
-for the data y of each sample (:func:`dtwin.nn.solve`: Nesterov iterations whose vector algebra is
-the fused op ``dtwin.ops.drip_step``; with ``discrepancy=True`` a sample stops as soon as its
-misfit reaches ``tau`` times its noise level, the authors' discrepancy principle). The upper level
+for the data y of each sample (the factor ||A||^2 is the operator normalised: ``normalize``).
+It is solved by :func:`dtwin.nn.solve`: Nesterov iterations whose vector algebra is the fused op
+``dtwin.ops.drip_step``; with ``discrepancy=True`` a sample stops as soon as its misfit reaches
+``tau`` times its noise level, the authors' discrepancy principle. The upper level
 trains E and R (:class:`dtwin.nn.ConvexRegularizer`, convex in z by construction) on the mean
 squared error of E z* against the truth, differentiating through z* implicitly (conjugate
 gradients on Hessian-vector products at the solution), so the training memory does not grow
@@ -25,7 +26,15 @@ from typing import Any
 
 from torch import Tensor
 
-from dtwin.nn import PENALTIES, ConvexRegularizer, SolveResult, Synthesis, objective, solve
+from dtwin.nn import (
+    PENALTIES,
+    ConvexRegularizer,
+    SolveResult,
+    Synthesis,
+    objective,
+    operator_norm_sq,
+    solve,
+)
 from dtwin_estimators.reconstruction import ReconstructionModule
 
 __all__ = ["DRIP"]
@@ -41,6 +50,12 @@ class DRIP(ReconstructionModule):
         penalty, eps, mu, init_scale: R's penalty ('pseudo_huber' or 'log_cosh'), its smoothing
             scale, the strong convexity modulus and the initial filter weights (see
             :class:`dtwin.nn.ConvexRegularizer`).
+        normalize: weigh R by ||A||^2 (fixed, from power iterations on the operator), which
+            solves the problem with A / ||A|| and y / ||A||: the same R, initialisation and
+            learning rate then suit every operator (||A||^2 is 1 for the blur and the inpainting
+            mask, about 580 for the 18-angle Radon transform of 32 x 32 images, where an R of
+            the blur's scale is negligible and the inner solve does not converge in 200
+            iterations). False solves 1/2 ||A E z - y||^2 + R(z) as it stands.
         max_iter: the most inner iterations per solve (training and inference).
         tol: the relative step tolerance of the inner solve.
         discrepancy: stop each sample at a misfit of ``tau`` x its noise level (needs 'sigma' in
@@ -65,6 +80,7 @@ class DRIP(ReconstructionModule):
         eps: float = 0.1,
         mu: float = 1e-3,
         init_scale: float = 0.01,
+        normalize: bool = True,
         max_iter: int = 100,
         tol: float = 1e-4,
         discrepancy: bool = True,
@@ -85,8 +101,9 @@ class DRIP(ReconstructionModule):
                 raise ValueError(f"{owner}: {name} must be a finite number >= 0, got {value!r}")
         if not math.isfinite(self.hparams.tau):  # the base accepts inf; the solver does not
             raise ValueError(f"{owner}: tau must be a finite number > 0, got {self.hparams.tau!r}")
-        if not isinstance(discrepancy, bool):
-            raise ValueError(f"{owner}: discrepancy must be True or False, got {discrepancy!r}")
+        for name, value in (("discrepancy", discrepancy), ("normalize", normalize)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{owner}: {name} must be True or False, got {value!r}")
         self.E = Synthesis(latent_channels, synthesis_kernel)
         self.R = ConvexRegularizer(
             latent_channels,
@@ -96,6 +113,7 @@ class DRIP(ReconstructionModule):
             eps=eps,
             mu=mu,
             init_scale=init_scale,
+            strength=operator_norm_sq(self.operator, margin=1.0) if normalize else 1.0,
         )
         self._last: SolveResult | None = None
 

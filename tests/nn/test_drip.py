@@ -110,6 +110,56 @@ def test_regularizer_closed_forms(penalty):
     assert float(torch.linalg.eigvalsh(H)[0]) >= R.mu * (1 - 1e-9)  # mu-strongly convex
 
 
+def test_regularizer_strength_scales_every_closed_form():
+    """strength s: R_s = s R_1 in value, gradient (with and without a graph), Hessian, the
+    Lipschitz bound and the modulus; the parameters are the same."""
+    _, R1 = _problem()
+    Rs = ConvexRegularizer(C, J, kernel_size=3, mu=0.05, init_scale=0.2, strength=37.5).to(DT)
+    Rs.load_state_dict(R1.state_dict())
+    z, v = torch.randn(2, C, S, S, dtype=DT), torch.randn(2, C, S, S, dtype=DT)
+    close = dict(rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(Rs(z), 37.5 * R1(z), **close)
+    torch.testing.assert_close(Rs.gradient(z), 37.5 * R1.gradient(z), **close)
+    with torch.no_grad():
+        torch.testing.assert_close(Rs.gradient(z), 37.5 * R1.gradient(z), **close)
+        torch.testing.assert_close(Rs.hvp(z, v), 37.5 * R1.hvp(z, v), **close)
+    torch.testing.assert_close(Rs.hvp(z, v), 37.5 * R1.hvp(z, v), **close)
+    torch.testing.assert_close(Rs.lipschitz((S, S)), 37.5 * R1.lipschitz((S, S)), **close)
+    assert Rs.strong_convexity() == pytest.approx(37.5 * R1.strong_convexity())
+    assert "strength=37.5" in repr(Rs) and "strength" not in repr(R1)
+
+
+def test_strength_norm_sq_solves_the_normalised_problem():
+    """1/2 ||A E z - b||^2 + ||A||^2 R(z) has the minimiser of 1/2 ||(A/||A||) E z - b/||A|| ||^2 +
+    R(z): what the DRIP estimator's ``normalize`` relies on (a Radon operator, ||A||^2 >> 1)."""
+    A = _operator("tomography")
+    E, R1 = _problem()
+    norm_sq = operator_norm_sq(A, margin=1.0)
+    assert norm_sq > 10
+    Rs = ConvexRegularizer(C, J, kernel_size=3, mu=0.05, init_scale=0.2, strength=norm_sq).to(DT)
+    Rs.load_state_dict(R1.state_dict())
+    y, _ = add_noise(A(_images(2)), 0.05, generator=torch.Generator().manual_seed(2))
+    scaled = _ScaledOperator(A, norm_sq**-0.5)
+    a = solve(A, E, Rs, y, tol=1e-12, max_iter=20000).z
+    b = solve(scaled, E, R1, y * norm_sq**-0.5, tol=1e-12, max_iter=20000).z
+    assert _rel(a, b) < 1e-8
+
+
+class _ScaledOperator:
+    """c A, for the test above."""
+
+    def __init__(self, A, c):
+        self.A, self.c, self.in_shape, self.out_shape = A, c, A.in_shape, A.out_shape
+
+    def forward(self, x):
+        return self.c * self.A(x)
+
+    __call__ = forward
+
+    def adjoint(self, y):
+        return self.c * self.A.adjoint(y)
+
+
 def test_regularizer_is_convex_midpoint():
     for penalty in ("pseudo_huber", "log_cosh"):
         _, R = _problem(penalty=penalty)
@@ -483,6 +533,7 @@ def test_image_shape_mismatch_between_operator_and_latent():
         (lambda: ConvexRegularizer(4, penalty="l1"), "ConvexRegularizer: penalty must be one of"),
         (lambda: ConvexRegularizer(4, mu=0.0), "ConvexRegularizer: mu must be a finite number > 0"),
         (lambda: ConvexRegularizer(4, eps=-1.0), "ConvexRegularizer: eps must be a finite number > 0"),
+        (lambda: ConvexRegularizer(4, strength=0.0), "ConvexRegularizer: strength must be a finite"),
     ],
 )
 def test_bad_construction(make, match):

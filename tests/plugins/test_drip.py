@@ -204,6 +204,23 @@ def test_training_on_a_fixed_batch_reduces_the_loss():
     assert min(losses[1:]) < 0.6 * losses[0], losses
 
 
+@pytest.mark.parametrize("operator", sorted(OPERATORS))
+def test_normalize_weighs_the_regularizer_by_the_operator_norm(operator):
+    """normalize (the default): R weighed by ||A||^2, which is 1 for the blur and the mask and
+    large for a Radon transform; normalize=False leaves R as it is."""
+    args = {"operator": operator, "operator_args": OPERATORS[operator]}
+    model = DRIP(**SMALL, **args)
+    A = model.operator
+    x = torch.randn(4, *A.in_shape, dtype=DT, generator=torch.Generator().manual_seed(0))
+    ratio = float(A.adjoint(A(x)).flatten(1).norm(dim=1).div(x.flatten(1).norm(dim=1)).max())
+    assert ratio <= model.R.strength * (1 + 1e-9)  # ||A^T A x|| <= ||A||^2 ||x||
+    if operator == "tomography":
+        assert model.R.strength > 10
+    else:
+        assert model.R.strength == pytest.approx(1.0, rel=1e-6)
+    assert DRIP(**SMALL, **args, normalize=False).R.strength == 1.0
+
+
 @pytest.mark.parametrize(
     ("hparams", "name"),
     [
@@ -217,6 +234,7 @@ def test_training_on_a_fixed_batch_reduces_the_loss():
         ({"cg_tol": math.nan}, "cg_tol"),
         ({"penalty": "nope"}, "penalty"),
         ({"discrepancy": "yes"}, "discrepancy"),
+        ({"normalize": 1}, "normalize"),
         ({"operator": "nope"}, "operator"),
         ({"image_size": 2}, "image_size"),
         ({"image_size": 16.0}, "image_size"),
