@@ -6,6 +6,12 @@ A run directory holds Lightning's versions (checkpoints, metrics) and, once its 
 :func:`resumable_fit` again skips a finished run and resumes a stopped one from its newest
 ``last.ckpt`` (``dtwin fit`` checkpoints at every epoch's end), so an interrupted experiment
 loses at most the epoch in flight.
+
+The estimation experiments (Monte Carlo runs of an estimator on out-of-distribution truths)
+share :func:`pretrain` (an estimator trained once, resumable, kept as a checkpoint),
+:func:`monte_carlo` (runs appended to a JSON file as each finishes, finished ones skipped) and
+:class:`Estimates` (each method's estimate and seconds of one run, the two-stage estimator's
+stages and the prediction-error baselines).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["newest", "parse_overrides", "resumable_fit", "run_dtwin"]
+__all__ = ["Estimates", "monte_carlo", "newest", "parse_overrides", "pretrain", "resumable_fit", "run_dtwin"]
 
 _SECTIONS = ("data.", "model.", "trainer.")
 
@@ -74,3 +80,115 @@ def parse_overrides(items: Iterable[str], error: Callable[[str], Any]) -> tuple[
             error(f"--set takes KEY=VALUE with KEY under data., model. or trainer., got {item!r}")
         overrides[key] = value
     return overrides, [a for key, value in overrides.items() for a in (f"--{key}", value)]
+
+
+# ------------------------------------------------------------------------- estimation experiments
+
+
+def pretrain(
+    out: Path,
+    model: Any,
+    data: Any,
+    epochs: int,
+    *,
+    checkpoint: str = "pretrained.ckpt",
+    quiet: bool = False,
+    **trainer: Any,
+):
+    """``model`` (a LightningModule) trained on ``data`` for ``epochs``, then tested: (the model in
+    eval mode, the test metrics). Resumable: a checkpoint in ``out/train/last.ckpt`` at every
+    epoch's end; the finished model is saved as ``out/CHECKPOINT``, and a later call loads it
+    (the metrics are then None). ``trainer``: more keyword arguments of ``lightning.Trainer``."""
+    import warnings
+
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    out = Path(out)
+    final = out / checkpoint
+    if final.is_file():
+        return type(model).load_from_checkpoint(final, map_location="cpu").eval(), None
+    last = out / "train" / "last.ckpt"
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*Total length of `DataLoader`.*")
+    fit = L.Trainer(
+        max_epochs=epochs,
+        default_root_dir=str(out),
+        logger=False,
+        enable_progress_bar=not quiet,
+        enable_model_summary=False,
+        callbacks=[ModelCheckpoint(dirpath=out / "train", save_last=True, save_top_k=0)],
+        **trainer,
+    )
+    fit.fit(model, data, ckpt_path=str(last) if last.is_file() else None)
+    metrics = fit.test(model, data, verbose=False)[0]
+    fit.save_checkpoint(final)
+    return model.eval(), metrics
+
+
+def monte_carlo(
+    results_path: Path,
+    cases: Iterable[str],
+    runs: int,
+    one_run: Callable[[str, int], dict],
+    *,
+    quiet: bool = False,
+) -> list[dict]:
+    """Every (case, run) for run in range(runs) that ``results_path`` (a JSON list of entries with
+    'case' and 'run') does not hold yet, by ``one_run(case, run)``; the file is rewritten after each
+    run, so an interrupted experiment loses at most the run in flight. Returns all entries."""
+    from tqdm import tqdm
+
+    results_path = Path(results_path)
+    results = json.loads(results_path.read_text()) if results_path.is_file() else []
+    done = {(r["case"], r["run"]) for r in results}
+    todo = [(c, r) for c in cases for r in range(runs) if (c, r) not in done]
+    for case, run in tqdm(todo, desc="Monte Carlo runs", disable=quiet):
+        results.append(one_run(case, run))
+        results_path.write_text(json.dumps(results))
+    return results
+
+
+class Estimates:
+    """One Monte Carlo run's record: ``entry`` (a JSON-able dict: 'case', 'run', 'theta0',
+    'estimates' and 'seconds' by method, and what the stages add)."""
+
+    def __init__(self, case: str, run: int, theta0: Any) -> None:
+        self.entry: dict = {"case": case, "run": run, "theta0": [float(v) for v in theta0]}
+        self.entry.update(estimates={}, seconds={})
+
+    def record(self, method: str, theta: Any, seconds: float) -> None:
+        self.entry["estimates"][method] = [float(v) for v in theta]
+        self.entry["seconds"][method] = seconds
+
+    def two_stage(
+        self, model: Any, u: Any, y: Any, seed: int, warm_start_name: str, **fine_tune: Any
+    ) -> dict:
+        """The two-stage estimator on (u, y): 'TS pre-trained', then ``model.fine_tune`` as 'TS
+        fine-tuned' and its warm start as ``warm_start_name`` (both timed as the whole fine-tuning);
+        the OOD gate's verdict and the seconds per stage go into the entry, whatever they say.
+        Returns the fine-tuning report."""
+        import torch
+
+        t = time.perf_counter()
+        with torch.no_grad():
+            pre = model({"u": u[None].float(), "y": y[None].float()})[0].double()
+        self.record("TS pre-trained", pre, time.perf_counter() - t)
+        t = time.perf_counter()
+        _, report = model.fine_tune(u, y, seed=seed, **fine_tune)
+        seconds = time.perf_counter() - t
+        self.entry["gate"] = {k: report[k] for k in ("gate_statistic", "gate_dof", "gate_p_value", "verdict")}
+        self.entry["stage_seconds"] = report["seconds"]
+        self.record("TS fine-tuned", report["theta_fine_tuned"], seconds)
+        if "theta_gauss_newton" in report:
+            self.record(warm_start_name, report["theta_gauss_newton"], seconds)
+        return report
+
+    def prediction_error(self, simulate: Callable, y: Any, starts: dict[str, Any]) -> None:
+        """The prediction-error method (Gauss-Newton on ``simulate``) from each named start."""
+        from dtwin.estimation import prediction_error_method
+
+        for method, start in starts.items():
+            t = time.perf_counter()
+            theta, _ = prediction_error_method(simulate, y, start)
+            self.record(method, theta, time.perf_counter() - t)

@@ -28,12 +28,11 @@ import json
 import statistics
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import torch
 
-from dtwin.estimation import prediction_error_method
+from dtwin.experiments import Estimates, monte_carlo, pretrain
 from dtwin.sim import hh
 
 METHODS = (
@@ -72,39 +71,25 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def pretrained(out: Path, epochs: int, n_train: int, quiet: bool):
     """The two-stage estimator trained on the prior box (resumes from its last checkpoint)."""
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
     from dtwin.data.tanks import HHConductanceDataModule
     from dtwin_estimators.two_stage import TwoStage
 
-    final = out / "two_stage.ckpt"
-    if final.is_file():
-        return TwoStage.load_from_checkpoint(final, map_location="cpu").eval()
     torch.manual_seed(0)
-    model = TwoStage(twin="hh")
-    data = HHConductanceDataModule(n_train=n_train, n_val=0, n_test=2000)
-    ckpt_dir = out / "train"
-    last = ckpt_dir / "last.ckpt"
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*Total length of `DataLoader`.*")
-    trainer = L.Trainer(
-        max_epochs=epochs,
+    model, metrics = pretrain(
+        out,
+        TwoStage(twin="hh"),
+        HHConductanceDataModule(n_train=n_train, n_val=0, n_test=2000),
+        epochs,
+        checkpoint="two_stage.ckpt",
+        quiet=quiet,
         accelerator="cpu",
-        default_root_dir=str(out),
-        logger=False,
-        enable_progress_bar=not quiet,
-        enable_model_summary=False,
-        callbacks=[ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0)],
     )
-    trainer.fit(model, data, ckpt_path=str(last) if last.is_file() else None)
-    metrics = trainer.test(model, data, verbose=False)[0]
-    print(
-        "pre-trained on the prior box: test parameter MSE (mean over the conductances, in units of "
-        f"the defaults) {metrics['test/param_mse']:.5f}"
-    )
-    trainer.save_checkpoint(final)
-    return model.eval()
+    if metrics is not None:
+        print(
+            "pre-trained on the prior box: test parameter MSE (mean over the conductances, in units of "
+            f"the defaults) {metrics['test/param_mse']:.5f}"
+        )
+    return model
 
 
 def pem_simulator(u: torch.Tensor):
@@ -126,42 +111,22 @@ def one_run(model, case: str, run: int, pem: bool, features: bool) -> dict:
     g = torch.Generator().manual_seed(1000 * (list(hh.OOD_CONDUCTANCES).index(case) + 1) + run)
     u = hh.protocol_current()
     y = hh.simulate_conductances(theta0, generator=g)[0]
-    entry: dict = {"case": case, "run": run, "theta0": theta0.tolist(), "estimates": {}, "seconds": {}}
-
-    def record(method: str, theta, seconds: float) -> None:
-        entry["estimates"][method] = [float(v) for v in theta]
-        entry["seconds"][method] = seconds
-
-    t = time.perf_counter()
-    with torch.no_grad():
-        pre = model({"u": u[None].float(), "y": y[None].float()})[0].double()
-    record("TS pre-trained", pre, time.perf_counter() - t)
-    # the gate's verdict is recorded for every run, whatever it says
-    t = time.perf_counter()
-    _, report = model.fine_tune(u, y, seed=run)
-    seconds = time.perf_counter() - t
-    entry["gate"] = {k: report[k] for k in ("gate_statistic", "gate_dof", "gate_p_value", "verdict")}
-    entry["stage_seconds"] = report["seconds"]
-    record("TS fine-tuned", report["theta_fine_tuned"], seconds)
-    if "theta_gauss_newton" in report:
-        record("TS warm start (trace Gauss-Newton)", report["theta_gauss_newton"], seconds)
-        entry["gn_misfit"] = report["gn_misfit"]
+    record = Estimates(case, run, theta0)
+    report = record.two_stage(model, u, y, run, "TS warm start (trace Gauss-Newton)")
+    if "gn_misfit" in report:
+        record.entry["gn_misfit"] = report["gn_misfit"]
     if features:
         t = time.perf_counter()
         _, report = model.fine_tune(u, y, seed=run, warm_start="features", gn_iterations=3)
         seconds = time.perf_counter() - t
-        record("TS fine-tuned (features warm start)", report["theta_fine_tuned"], seconds)
+        record.record("TS fine-tuned (features warm start)", report["theta_fine_tuned"], seconds)
         if "theta_gauss_newton" in report:
-            record("TS warm start (features, the paper's)", report["theta_gauss_newton"], seconds)
+            record.record("TS warm start (features, the paper's)", report["theta_gauss_newton"], seconds)
     if pem:
-        sim = pem_simulator(u)
         good = theta0 * (1 + 0.2 * (torch.rand(3, generator=g, dtype=torch.float64) - 0.5))
         poor = (torch.tensor(hh.CONDUCTANCE_PRIOR_LOW) + torch.tensor(hh.CONDUCTANCE_PRIOR_HIGH)).double() / 2
-        for method, start in (("PEM (good start)", good), ("PEM (poor start)", poor)):
-            t = time.perf_counter()
-            theta, _ = prediction_error_method(sim, y, start)
-            record(method, theta, time.perf_counter() - t)
-    return entry
+        record.prediction_error(pem_simulator(u), y, {"PEM (good start)": good, "PEM (poor start)": poor})
+    return record.entry
 
 
 def summarise(results: list[dict]) -> dict:
@@ -296,13 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report:
         torch.set_num_threads(1)  # one estimate at a time: the simulator batches are small
         model = pretrained(out, args.epochs, args.n_train, args.quiet)
-        done = {(r["case"], r["run"]) for r in results}
-        todo = [(c, r) for c in args.cases for r in range(args.runs) if (c, r) not in done]
-        from tqdm import tqdm
 
-        for case, run in tqdm(todo, desc="Monte Carlo runs", disable=args.quiet):
-            results.append(one_run(model, case, run, pem=not args.no_pem, features=not args.no_features))
-            results_path.write_text(json.dumps(results))
+        def run(case: str, i: int) -> dict:
+            return one_run(model, case, i, pem=not args.no_pem, features=not args.no_features)
+
+        results = monte_carlo(results_path, args.cases, args.runs, run, quiet=args.quiet)
     if not results:
         print(f"no results in {results_path}; run without --report first", file=sys.stderr)
         return 1

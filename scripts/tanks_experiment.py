@@ -20,13 +20,11 @@ import argparse
 import json
 import statistics
 import sys
-import time
-import warnings
 from pathlib import Path
 
 import torch
 
-from dtwin.estimation import prediction_error_method
+from dtwin.experiments import Estimates, monte_carlo, pretrain
 from dtwin.sim import tanks
 
 PUBLISHED = {  # parameter MSE, per the authors' code (SPECS.md section 3)
@@ -62,37 +60,19 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def pretrained(out: Path, epochs: int, quiet: bool):
     """The two-stage estimator trained on the prior box (resumes from its last checkpoint)."""
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
     from dtwin.data.tanks import TanksDataModule
     from dtwin_estimators.two_stage import TwoStage
 
-    final = out / "two_stage.ckpt"
-    if final.is_file():
-        return TwoStage.load_from_checkpoint(final, map_location="cpu").eval()
     torch.manual_seed(0)
-    model = TwoStage()
-    data = TanksDataModule()
-    ckpt_dir = out / "train"
-    last = ckpt_dir / "last.ckpt"
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    trainer = L.Trainer(
-        max_epochs=epochs,
-        default_root_dir=str(out),
-        logger=False,
-        enable_progress_bar=not quiet,
-        enable_model_summary=False,
-        callbacks=[ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0)],
+    model, metrics = pretrain(
+        out, TwoStage(), TanksDataModule(), epochs, checkpoint="two_stage.ckpt", quiet=quiet
     )
-    trainer.fit(model, data, ckpt_path=str(last) if last.is_file() else None)
-    metrics = trainer.test(model, data, verbose=False)[0]
-    print(
-        "pre-trained on the prior box: test parameter MSE (mean over parameters) "
-        f"{metrics['test/param_mse']:.4f}"
-    )
-    trainer.save_checkpoint(final)
-    return model.eval()
+    if metrics is not None:
+        print(
+            "pre-trained on the prior box: test parameter MSE (mean over parameters) "
+            f"{metrics['test/param_mse']:.4f}"
+        )
+    return model
 
 
 def one_run(model, case: str, run: int, pem: bool) -> dict:
@@ -100,24 +80,8 @@ def one_run(model, case: str, run: int, pem: bool) -> dict:
     g = torch.Generator().manual_seed(1000 * (list(tanks.OOD).index(case) + 1) + run)
     u = tanks.random_input(1, generator=g)[0]
     y = tanks.simulate(theta0, u, generator=g)[0]
-    entry: dict = {"case": case, "run": run, "theta0": theta0.tolist(), "estimates": {}, "seconds": {}}
-
-    def record(method: str, theta: torch.Tensor, seconds: float) -> None:
-        entry["estimates"][method] = [float(v) for v in theta]
-        entry["seconds"][method] = seconds
-
-    t = time.perf_counter()
-    with torch.no_grad():
-        pre = model({"u": u[None].float(), "y": y[None].float()})[0].double()
-    record("TS pre-trained", pre, time.perf_counter() - t)
-    t = time.perf_counter()
-    _, report = model.fine_tune(u, y, seed=run)
-    seconds = time.perf_counter() - t
-    record("TS fine-tuned", torch.tensor(report["theta_fine_tuned"]), seconds)
-    if "theta_gauss_newton" in report:
-        record("TS Gauss-Newton warm start", torch.tensor(report["theta_gauss_newton"]), seconds)
-    entry["gate"] = {k: report[k] for k in ("gate_statistic", "gate_dof", "gate_p_value", "verdict")}
-    entry["stage_seconds"] = report["seconds"]
+    record = Estimates(case, run, theta0)
+    record.two_stage(model, u, y, run, "TS Gauss-Newton warm start")
     if pem:
 
         def sim(theta):
@@ -125,11 +89,8 @@ def one_run(model, case: str, run: int, pem: bool) -> dict:
 
         good = theta0 * (1 + 0.2 * (torch.rand(4, generator=g, dtype=torch.float64) - 0.5))
         poor = (torch.tensor(tanks.PRIOR_LOW) + torch.tensor(tanks.PRIOR_HIGH)).double() / 2
-        for method, start in (("PEM (good start)", good), ("PEM (poor start)", poor)):
-            t = time.perf_counter()
-            theta, _ = prediction_error_method(sim, y, start)
-            record(method, theta, time.perf_counter() - t)
-    return entry
+        record.prediction_error(sim, y, {"PEM (good start)": good, "PEM (poor start)": poor})
+    return record.entry
 
 
 def summarise(results: list[dict]) -> dict:
@@ -212,13 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     results = json.loads(results_path.read_text()) if results_path.is_file() else []
     if not args.report:
         model = pretrained(out, args.epochs, args.quiet)
-        done = {(r["case"], r["run"]) for r in results}
-        todo = [(c, r) for c in args.cases for r in range(args.runs) if (c, r) not in done]
-        from tqdm import tqdm
 
-        for case, run in tqdm(todo, desc="Monte Carlo runs", disable=args.quiet):
-            results.append(one_run(model, case, run, pem=not args.no_pem))
-            results_path.write_text(json.dumps(results))
+        def run(case: str, i: int) -> dict:
+            return one_run(model, case, i, pem=not args.no_pem)
+
+        results = monte_carlo(results_path, args.cases, args.runs, run, quiet=args.quiet)
     if not results:
         print(f"no results in {results_path}; run without --report first", file=sys.stderr)
         return 1

@@ -75,3 +75,16 @@ def run_dtwin(
         env=full_env,
         timeout=timeout,
     )
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    the models and problems of these tests are small, one thread is as fast, and on a busy machine
+    two threads that wait on each other at every convolution make a step up to 100 times slower."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -15,8 +15,18 @@ from __future__ import annotations
 
 import torch
 
-from dtwin.data.base import SplitDataModule, TensorDictDataset
+from dtwin.data.base import SplitDataModule, TensorDictDataset, check_integers
 from dtwin.sim import hh, tanks
+
+
+def _check_sizes(owner: str, n_train: int, n_val: int, n_test: int, batch_size: int) -> None:
+    check_integers(
+        owner,
+        ("n_train", n_train, 1),
+        ("n_val", n_val, 0),
+        ("n_test", n_test, 1),
+        ("batch_size", batch_size, 1),
+    )
 
 
 class TanksDataModule(SplitDataModule):
@@ -40,13 +50,7 @@ class TanksDataModule(SplitDataModule):
         batch_size: int = 256,
     ) -> None:
         super().__init__()
-        if n_train < 1 or n_val < 0 or n_test < 1:
-            raise ValueError(
-                f"TanksDataModule: need n_train >= 1, n_val >= 0, n_test >= 1, "
-                f"got {n_train}, {n_val}, {n_test}"
-            )
-        if batch_size < 1:
-            raise ValueError(f"TanksDataModule: batch_size must be >= 1, got {batch_size}")
+        _check_sizes("TanksDataModule", n_train, n_val, n_test, batch_size)
         lo, hi = tanks.prior_box(prior_low, prior_high, owner="TanksDataModule")
         low, high = tuple(lo.tolist()), tuple(hi.tolist())
         self.save_hyperparameters()
@@ -83,13 +87,7 @@ class HHConductanceDataModule(SplitDataModule):
         batch_size: int = 256,
     ) -> None:
         super().__init__()
-        if n_train < 1 or n_val < 0 or n_test < 1:
-            raise ValueError(
-                f"HHConductanceDataModule: need n_train >= 1, n_val >= 0, n_test >= 1, "
-                f"got {n_train}, {n_val}, {n_test}"
-            )
-        if batch_size < 1:
-            raise ValueError(f"HHConductanceDataModule: batch_size must be >= 1, got {batch_size}")
+        _check_sizes("HHConductanceDataModule", n_train, n_val, n_test, batch_size)
         lo, hi = hh.conductance_prior_box(prior_low, prior_high, owner="HHConductanceDataModule")
         self.save_hyperparameters()
         self.low, self.high = tuple(lo.tolist()), tuple(hi.tolist())

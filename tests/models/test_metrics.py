@@ -16,12 +16,7 @@ skimage_metrics = pytest.importorskip("skimage.metrics")
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _pair(B: int, C: int, H: int, W: int, seed: int = 0, noise: float = 0.1):

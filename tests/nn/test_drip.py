@@ -25,12 +25,7 @@ DT = torch.float64
 C, J, S = 4, 4, 8  # latent channels, filters, image side
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _operator(name: str, side: int = S):

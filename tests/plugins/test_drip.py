@@ -38,12 +38,7 @@ EXACT = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batch(model: DRIP, n: int, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:

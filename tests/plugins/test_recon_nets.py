@@ -21,14 +21,7 @@ OPERATORS = {
 SMALL = {UNetPost: {"width": 4, "depth": 2}, UnrolledPG: {"width": 8, "iterations": 3}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are small: one thread is as fast, and on a busy machine two threads that wait
-    on each other at every convolution make a training step up to 100 times slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize(("cls", "name"), [(UNetPost, "unet_post"), (UnrolledPG, "unrolled_pg")])

@@ -14,13 +14,7 @@ from dtwin.sim import hh, tanks
 from dtwin.testing import quiet_trainer
 from dtwin_estimators.two_stage import TwoStage
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
