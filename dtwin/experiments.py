@@ -21,11 +21,20 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Estimates", "monte_carlo", "newest", "parse_overrides", "pretrain", "resumable_fit", "run_dtwin"]
+__all__ = [
+    "Estimates",
+    "monte_carlo",
+    "newest",
+    "parse_overrides",
+    "plot_estimates",
+    "pretrain",
+    "resumable_fit",
+    "run_dtwin",
+]
 
 _SECTIONS = ("data.", "model.", "trainer.")
 
@@ -192,3 +201,57 @@ class Estimates:
             t = time.perf_counter()
             theta, _ = prediction_error_method(simulate, y, start)
             self.record(method, theta, time.perf_counter() - t)
+
+
+def plot_estimates(
+    results: list[dict],
+    path: Path,
+    *,
+    truths: dict[str, Sequence[float]],
+    parameters: Sequence[str],
+    low: Sequence[float],
+    high: Sequence[float],
+    methods: dict[str, str],
+    title: str,
+    view_margin: float | None = None,
+) -> None:
+    """The estimates of every method over the Monte Carlo runs, a box plot per case (rows, the
+    cases of ``truths`` that ``results`` has) and parameter (columns), the runs as jittered points,
+    the truth as a black line and the prior box [low, high] as a grey band; saved to ``path``.
+    ``methods``: the methods to show (those that ``results`` has), name -> short axis label.
+    ``view_margin``: each axis shows the truth and the box with this fraction of their span on each
+    side, so that a diverged estimate cannot squash them (it may leave the picture); None shows
+    every estimate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    cases = [c for c in truths if any(r["case"] == c for r in results)]
+    shown = [m for m in methods if any(m in r["estimates"] for r in results)]
+    fig, axes = plt.subplots(len(cases), len(parameters), figsize=(15, 3.8 * len(cases)), squeeze=False)
+    jitter = torch.Generator().manual_seed(0)
+    for i, case in enumerate(cases):
+        runs = [r for r in results if r["case"] == case]
+        for j, name in enumerate(parameters):
+            ax = axes[i][j]
+            data = [[r["estimates"][m][j] for r in runs if m in r["estimates"]] for m in shown]
+            ax.boxplot(data, showfliers=False)
+            for k, d in enumerate(data):
+                offsets = (torch.rand(len(d), generator=jitter) - 0.5).tolist()
+                ax.plot([k + 1 + 0.3 * q for q in offsets], d, ".", ms=3, alpha=0.6)
+            truth = truths[case][j]
+            ax.axhline(truth, color="k", lw=1.2, label="truth")
+            ax.axhspan(low[j], high[j], color="0.9", zorder=0, label="prior box")
+            if view_margin is not None:
+                lo, hi = min(low[j], truth), max(high[j], truth)
+                ax.set_ylim(lo - view_margin * (hi - lo), hi + view_margin * (hi - lo))
+            ax.set_xticks(range(1, len(shown) + 1), [methods[m] for m in shown], fontsize=8)
+            ax.set_title(f"{case}: {name}")
+            if i == 0 and j == 0:
+                ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

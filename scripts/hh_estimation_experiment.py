@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from dtwin.experiments import Estimates, monte_carlo, pretrain
+from dtwin.experiments import Estimates, monte_carlo, plot_estimates, pretrain
 from dtwin.sim import hh
 
 METHODS = (
@@ -210,46 +210,17 @@ def print_tables(table: dict) -> None:
 
 
 def plot(results: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cases = [c for c in hh.OOD_CONDUCTANCES if any(r["case"] == c for r in results)]
-    methods = [m for m in METHODS if any(m in r["estimates"] for r in results)]
-    fig, axes = plt.subplots(len(cases), 3, figsize=(15, 3.8 * len(cases)), squeeze=False)
-    jitter = torch.Generator().manual_seed(0)
-    for i, case in enumerate(cases):
-        runs = [r for r in results if r["case"] == case]
-        for j, name in enumerate(hh.CONDUCTANCES):
-            ax = axes[i][j]
-            data = [[r["estimates"][m][j] for r in runs if m in r["estimates"]] for m in methods]
-            ax.boxplot(data, showfliers=False)
-            for k, d in enumerate(data):
-                offsets = (torch.rand(len(d), generator=jitter) - 0.5).tolist()
-                ax.plot([k + 1 + 0.3 * q for q in offsets], d, ".", ms=3, alpha=0.6)
-            ax.axhline(hh.OOD_CONDUCTANCES[case][j], color="k", lw=1.2, label="truth")
-            ax.axhspan(
-                hh.CONDUCTANCE_PRIOR_LOW[j],
-                hh.CONDUCTANCE_PRIOR_HIGH[j],
-                color="0.9",
-                zorder=0,
-                label="prior box",
-            )
-            # a PEM from a poor start may leave the picture: keep the truth and the box in view
-            lo = min(hh.CONDUCTANCE_PRIOR_LOW[j], hh.OOD_CONDUCTANCES[case][j])
-            hi = max(hh.CONDUCTANCE_PRIOR_HIGH[j], hh.OOD_CONDUCTANCES[case][j])
-            ax.set_ylim(lo - 0.6 * (hi - lo), hi + 0.6 * (hi - lo))
-            ax.set_xticks(range(1, len(methods) + 1), [SHORT[m] for m in methods], fontsize=8)
-            ax.set_title(f"{case}: {name} (mS/cm$^2$)")
-            if i == 0 and j == 0:
-                ax.legend(fontsize=7)
-    fig.suptitle(
-        "Hodgkin-Huxley conductances: estimates over Monte Carlo runs (black: truth; grey: prior box)"
+    plot_estimates(
+        results,
+        path,
+        truths=hh.OOD_CONDUCTANCES,
+        parameters=[f"{name} (mS/cm$^2$)" for name in hh.CONDUCTANCES],
+        low=hh.CONDUCTANCE_PRIOR_LOW,
+        high=hh.CONDUCTANCE_PRIOR_HIGH,
+        methods={m: SHORT[m] for m in METHODS},
+        title="Hodgkin-Huxley conductances: estimates over Monte Carlo runs (black: truth; grey: prior box)",
+        view_margin=0.6,  # a PEM from a poor start may leave the picture
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:

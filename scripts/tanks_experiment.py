@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from dtwin.experiments import Estimates, monte_carlo, pretrain
+from dtwin.experiments import Estimates, monte_carlo, plot_estimates, pretrain
 from dtwin.sim import tanks
 
 PUBLISHED = {  # parameter MSE, per the authors' code (SPECS.md section 3)
@@ -135,34 +135,16 @@ def print_tables(table: dict) -> None:
 
 
 def plot(results: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cases = [c for c in tanks.OOD if any(r["case"] == c for r in results)]
-    methods = [m for m in METHODS if any(m in r["estimates"] for r in results)]
-    fig, axes = plt.subplots(len(cases), 4, figsize=(15, 3.6 * len(cases)), squeeze=False)
-    for i, case in enumerate(cases):
-        runs = [r for r in results if r["case"] == case]
-        for j, name in enumerate(tanks.PARAMETERS):
-            ax = axes[i][j]
-            data = [[r["estimates"][m][j] for r in runs if m in r["estimates"]] for m in methods]
-            ax.boxplot(data, showfliers=False)
-            for k, d in enumerate(data):
-                ax.plot(
-                    [k + 1 + 0.15 * (q - 0.5) for q in torch.rand(len(d)).tolist()], d, ".", ms=2, alpha=0.5
-                )
-            ax.axhline(tanks.OOD[case][j], color="k", lw=1.2, label="truth")
-            ax.axhspan(tanks.PRIOR_LOW[j], tanks.PRIOR_HIGH[j], color="0.9", zorder=0, label="prior box")
-            ax.set_xticks(range(1, len(methods) + 1), [SHORT[m] for m in methods], fontsize=8)
-            ax.set_title(f"{case}: {name}")
-            if i == 0 and j == 0:
-                ax.legend(fontsize=7)
-    fig.suptitle("Water tanks: estimates over Monte Carlo runs (black: truth; grey band: prior box)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plot_estimates(
+        results,
+        path,
+        truths=tanks.OOD,
+        parameters=tanks.PARAMETERS,
+        low=tanks.PRIOR_LOW,
+        high=tanks.PRIOR_HIGH,
+        methods={m: SHORT[m] for m in METHODS},
+        title="Water tanks: estimates over Monte Carlo runs (black: truth; grey band: prior box)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
