@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -34,6 +35,7 @@ __all__ = [
     "pretrain",
     "resumable_fit",
     "run_dtwin",
+    "summarise_estimates",
 ]
 
 _SECTIONS = ("data.", "model.", "trainer.")
@@ -255,3 +257,45 @@ def plot_estimates(
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def summarise_estimates(
+    results: list[dict],
+    cases: Iterable[str],
+    methods: Iterable[str],
+    parameters: Sequence[str],
+    scale: Sequence[float] | None = None,
+) -> dict:
+    """Per case (in ``cases`` order, those ``results`` has): {'runs', 'gate_flagged' (runs whose OOD
+    gate said 'out of distribution'), 'methods': per method that has estimates: {'mse': the mean
+    over runs of ||(theta_hat - theta0) / scale||^2, 'median_sq_error', 'rmse': per parameter, in
+    its units, 'seconds': mean per estimate, 'runs'}}. ``scale`` (default ones) puts parameters of
+    different sizes on one footing (e.g. the HH defaults)."""
+    import torch
+
+    table: dict = {}
+    for case in cases:
+        runs = [r for r in results if r["case"] == case]
+        if not runs:
+            continue
+        rows = {}
+        for method in methods:
+            have = [r for r in runs if method in r["estimates"]]
+            if not have:
+                continue
+            diff = torch.tensor([r["estimates"][method] for r in have], dtype=torch.float64) - torch.tensor(
+                [r["theta0"] for r in have], dtype=torch.float64
+            )
+            scaled = diff if scale is None else diff / torch.tensor(scale, dtype=torch.float64)
+            errs = scaled.pow(2).sum(1).tolist()
+            rmse = diff.pow(2).mean(0).sqrt().tolist()
+            rows[method] = {
+                "mse": statistics.fmean(errs),
+                "median_sq_error": statistics.median(errs),
+                "rmse": dict(zip(parameters, rmse, strict=True)),
+                "seconds": statistics.fmean(r["seconds"][method] for r in have),
+                "runs": len(have),
+            }
+        flagged = sum(r.get("gate", {}).get("verdict") == "out of distribution" for r in runs)
+        table[case] = {"methods": rows, "gate_flagged": flagged, "runs": len(runs)}
+    return table

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from dtwin.experiments import Estimates, monte_carlo, plot_estimates, pretrain
+from dtwin.experiments import Estimates, monte_carlo, plot_estimates, pretrain, summarise_estimates
 from dtwin.sim import hh
 
 METHODS = (
@@ -130,31 +129,9 @@ def one_run(model, case: str, run: int, pem: bool, features: bool) -> dict:
 
 
 def summarise(results: list[dict]) -> dict:
-    table: dict = {}
-    for case in hh.OOD_CONDUCTANCES:
-        runs = [r for r in results if r["case"] == case]
-        if not runs:
-            continue
-        rows = {}
-        for method in METHODS:
-            errs, secs, sq = [], [], []
-            for r in runs:
-                if method in r["estimates"]:
-                    diff = torch.tensor(r["estimates"][method]) - torch.tensor(r["theta0"])
-                    errs.append(float((diff / DEFAULTS).pow(2).sum()))
-                    sq.append(diff.pow(2))
-                    secs.append(r["seconds"][method])
-            if errs:
-                rows[method] = {
-                    "mse": statistics.fmean(errs),
-                    "median_sq_error": statistics.median(errs),
-                    "rmse": dict(zip(hh.CONDUCTANCES, torch.stack(sq).mean(0).sqrt().tolist(), strict=True)),
-                    "seconds": statistics.fmean(secs),
-                    "runs": len(errs),
-                }
-        flagged = sum(r["gate"]["verdict"] == "out of distribution" for r in runs)
-        table[case] = {"methods": rows, "gate_flagged": flagged, "runs": len(runs)}
-    return table
+    return summarise_estimates(
+        results, hh.OOD_CONDUCTANCES, METHODS, hh.CONDUCTANCES, scale=DEFAULTS.tolist()
+    )
 
 
 def markdown(table: dict) -> str:

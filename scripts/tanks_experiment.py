@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
 import torch
 
-from dtwin.experiments import Estimates, monte_carlo, plot_estimates, pretrain
+from dtwin.experiments import Estimates, monte_carlo, plot_estimates, pretrain, summarise_estimates
 from dtwin.sim import tanks
 
 PUBLISHED = {  # parameter MSE, per the authors' code (SPECS.md section 3)
@@ -94,29 +93,7 @@ def one_run(model, case: str, run: int, pem: bool) -> dict:
 
 
 def summarise(results: list[dict]) -> dict:
-    table: dict = {}
-    for case in tanks.OOD:
-        runs = [r for r in results if r["case"] == case]
-        if not runs:
-            continue
-        rows = {}
-        for method in METHODS:
-            errs, secs = [], []
-            for r in runs:
-                if method in r["estimates"]:
-                    est = torch.tensor(r["estimates"][method])
-                    errs.append(float((est - torch.tensor(r["theta0"])).pow(2).sum()))
-                    secs.append(r["seconds"][method])
-            if errs:
-                rows[method] = {
-                    "mse": statistics.fmean(errs),
-                    "median_sq_error": statistics.median(errs),
-                    "seconds": statistics.fmean(secs),
-                    "runs": len(errs),
-                }
-        flagged = sum(r["gate"]["verdict"] == "out of distribution" for r in runs)
-        table[case] = {"methods": rows, "gate_flagged": flagged, "runs": len(runs)}
-    return table
+    return summarise_estimates(results, tanks.OOD, METHODS, tanks.PARAMETERS)
 
 
 def print_tables(table: dict) -> None:
