@@ -11,7 +11,8 @@ The estimation experiments (Monte Carlo runs of an estimator on out-of-distribut
 share :func:`pretrain` (an estimator trained once, resumable, kept as a checkpoint),
 :func:`monte_carlo` (runs appended to a JSON file as each finishes, finished ones skipped) and
 :class:`Estimates` (each method's estimate and seconds of one run, the two-stage estimator's
-stages and the prediction-error baselines).
+stages and the prediction-error baselines), :func:`summarise_estimates` (the per-case table) and
+:func:`plot_estimates` (estimates against the truth and the prior box).
 """
 
 from __future__ import annotations
