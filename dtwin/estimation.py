@@ -10,11 +10,61 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["GaussNewtonResult", "batched_gauss_newton", "gauss_newton", "prediction_error_method"]
+__all__ = [
+    "GaussNewtonResult",
+    "batched_gauss_newton",
+    "gauss_newton",
+    "prediction_error_method",
+    "with_jacobian",
+]
+
+
+class _ExactJacobian(torch.autograd.Function):
+    """(value, jacobian) = evaluate(x); value differentiable through that Jacobian, in forward mode
+    (torch.func.jacfwd, the Gauss-Newton solvers) and in reverse mode."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(
+        x: Tensor, evaluate: Callable[..., tuple[Tensor, Tensor]], *args: Any
+    ) -> tuple[Tensor, Tensor]:
+        return evaluate(x, *args)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output[1])
+        ctx.save_for_forward(output[1])
+        ctx.mark_non_differentiable(output[1])
+        ctx.n_args = len(inputs) - 2
+
+    @staticmethod
+    def jvp(ctx, x_t, _evaluate_t, *_args_t):
+        (jac,) = ctx.saved_tensors
+        return torch.einsum("smp,sp->sm", jac, x_t), None
+
+    @staticmethod
+    def backward(ctx, grad, _grad_jac):
+        (jac,) = ctx.saved_tensors
+        return (torch.einsum("sm,smp->sp", grad, jac), None) + (None,) * ctx.n_args
+
+
+def with_jacobian(
+    x: Tensor, evaluate: Callable[..., tuple[Tensor, Tensor]], *args: Any
+) -> tuple[Tensor, Tensor]:
+    """(value [S, M], jacobian [S, M, P]) = ``evaluate(x, *args)`` for x [S, P], row s of value depending on
+    x[s] alone, with value differentiable in x through that Jacobian (forward and reverse mode):
+    how a simulator with exact sensitivities (the HH op's) joins autograd and ``torch.func.jacfwd``
+    without differentiating its internals. The Jacobian itself is not differentiable; ``args``
+    (further inputs, e.g. a fixed input signal) are not differentiated. Pass tensors that
+    ``evaluate`` needs as ``args`` rather than capturing them: under torch.func transforms a
+    captured tensor can trip functorch's level checks."""
+    return _ExactJacobian.apply(x, evaluate, *args)
 
 
 @dataclass

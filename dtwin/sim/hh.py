@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from dtwin.errors import SimulationError
+from dtwin.estimation import with_jacobian
 from dtwin.ops.hh import DIRECTION_NAMES, METHODS, PARAM_NAMES, STATE_NAMES, STATUS, hh_simulate
 
 __all__ = [
@@ -532,33 +533,9 @@ def _simulate_conductances(theta: Tensor, current: Tensor, jacobian: bool, on_fa
     )
 
 
-class _ConductanceSimulation(torch.autograd.Function):
-    """V(theta) with its derivatives from the op's exact sensitivities, in reverse and forward mode
-    (the compiled op's own autograd is reverse mode only: torch.func.jacfwd through it sees zero
-    tangents)."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(theta: Tensor, current: Tensor, on_failure: str) -> tuple[Tensor, Tensor]:
-        V, J = _simulate_conductances(theta, current, True, on_failure)
-        return V, J[..., :3].contiguous()
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(output[1])
-        ctx.save_for_forward(output[1])
-        ctx.mark_non_differentiable(output[1])
-
-    @staticmethod
-    def jvp(ctx, theta_t, _current_t, _on_failure_t):
-        (J,) = ctx.saved_tensors
-        return torch.einsum("bnp,bp->bn", J, theta_t), None
-
-    @staticmethod
-    def backward(ctx, grad_V, _grad_J):
-        (J,) = ctx.saved_tensors
-        return torch.einsum("bn,bnp->bp", grad_V, J), None, None
+def _conductances_with_jacobian(theta: Tensor, current: Tensor, on_failure: str) -> tuple[Tensor, Tensor]:
+    V, J = _simulate_conductances(theta, current, True, on_failure)
+    return V, J[..., :3].contiguous()
 
 
 def simulate_conductances(
@@ -614,7 +591,9 @@ def simulate_conductances(
         _estimation_fail(f"noise_std must be finite and >= 0, got {noise_std}")
     J = None
     if differentiable:
-        V, J = _ConductanceSimulation.apply(theta, current, on_failure)
+        # V(theta) with the op's exact sensitivities as its derivative, in reverse and forward mode
+        # (the compiled op's own autograd is reverse mode only: jacfwd through it sees zero tangents)
+        V, J = with_jacobian(theta, _conductances_with_jacobian, current, on_failure)
     elif jacobian:
         V, J = _simulate_conductances(theta, current, True, on_failure)
         J = J[..., :3]

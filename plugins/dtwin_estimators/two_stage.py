@@ -58,7 +58,7 @@ from torch import Tensor, nn
 
 from dtwin import EstimatorModule
 from dtwin.errors import SimulationError
-from dtwin.estimation import batched_gauss_newton
+from dtwin.estimation import batched_gauss_newton, with_jacobian
 from dtwin.sim import hh, tanks
 
 TWINS = ("tanks", "hh")
@@ -91,35 +91,6 @@ _FINE_TUNE = {
         "rescue_rounds": 2,
     },
 }
-
-
-class _ExactJacobian(torch.autograd.Function):
-    """value(x) [S, M] whose derivative is a Jacobian [S, M, P] computed with it (row s depends on
-    x[s] alone): ``evaluate(x) -> (value, jacobian)``. Forward mode (what torch.func.jacfwd and
-    so the Gauss-Newton solver use) and reverse mode both read that Jacobian."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x: Tensor, evaluate: Any) -> tuple[Tensor, Tensor]:
-        value, jac = evaluate(x)
-        return value, jac
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(output[1])
-        ctx.save_for_forward(output[1])
-        ctx.mark_non_differentiable(output[1])
-
-    @staticmethod
-    def jvp(ctx, x_t, _evaluate_t):
-        (jac,) = ctx.saved_tensors
-        return torch.einsum("smp,sp->sm", jac, x_t), None
-
-    @staticmethod
-    def backward(ctx, grad, _grad_jac):
-        (jac,) = ctx.saved_tensors
-        return torch.einsum("sm,smp->sp", grad, jac), None
 
 
 class ConvEncoder(nn.Module):
@@ -353,7 +324,7 @@ class TwoStage(EstimatorModule):
         parameter (the op's own autograd has no forward mode: jacfwd through it reads zero)."""
         if self.hparams.twin == "tanks":
             return self.simulated_features(thetas, u, draws).mean(1)
-        return _ExactJacobian.apply(thetas, lambda th: self._hh_features(th, u, draws, jacobian=True))[0]
+        return with_jacobian(thetas, lambda th: self._hh_features(th, u, draws, jacobian=True))[0]
 
     def simulated_output(self, thetas: Tensor, u: Tensor) -> Tensor:
         """The noise-free output [S, N] (float64) at ``thetas`` [S, P] with the input ``u`` [N],
