@@ -20,6 +20,11 @@ from its last checkpoint.
     python3 scripts/hh_experiment.py                      # 3 operators x 3 seeds at 2000 samples
     python3 scripts/hh_experiment.py --samples 1000 2000 4000 8000 --seeds 0   # the sweep
     python3 scripts/hh_experiment.py --report             # only collect what exists
+    python3 scripts/hh_experiment.py --report --merge docs/hh/results.json   # plus earlier results
+
+--merge starts the tables from the records of an earlier results.json (for example the one kept in
+docs/hh/, whose runs are not in a fresh checkout); a run found under ROOT replaces the merged record
+of the same operator, size and seed.
 """
 
 from __future__ import annotations
@@ -147,6 +152,17 @@ def collect(root: Path) -> dict:
     return results
 
 
+def merge(earlier: dict, results: dict) -> dict:
+    """The records of an earlier results.json, with every (operator, size, seed) of ``results`` over them."""
+    merged: dict = {}
+    for source in (earlier, results):
+        for op, sizes in source.items():
+            for n, entry in sizes.items():
+                seeds = merged.setdefault(op, {}).setdefault(int(n), {"seeds": {}})["seeds"]
+                seeds.update({int(seed): record for seed, record in entry["seeds"].items()})
+    return {op: dict(sorted(sizes.items())) for op, sizes in merged.items()}
+
+
 def _stat(values: list[float]) -> str:
     if not values:
         return "-"
@@ -262,7 +278,23 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--report", action="store_true", help="only collect existing runs into the tables")
     parser.add_argument("--quiet", action="store_true", help="no progress bars inside the runs")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="start from an earlier results.json (e.g. docs/hh/results.json); runs under --root win",
+    )
     args = parser.parse_args(argv)
+    earlier = {}
+    if args.merge is not None:
+        try:
+            earlier = json.loads(args.merge.read_text())
+        except (OSError, ValueError) as error:
+            parser.error(f"--merge: cannot read a results.json at {args.merge}: {error}")
+        if not isinstance(earlier, dict) or not all(op in OPERATORS for op in earlier):
+            parser.error(
+                f"--merge: {args.merge} is not a results.json of this script (operators {OPERATORS})"
+            )
     epochs = {}
     for item in args.epochs:
         op, _, value = item.partition("=")
@@ -285,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
                 extras=n == 2000 and not args.no_extras,
                 quiet=args.quiet,
             )
-    results = collect(args.root)
+    results = merge(earlier, collect(args.root))
     text = tables(results)
     args.root.mkdir(parents=True, exist_ok=True)
     (args.root / "results.md").write_text(text)

@@ -28,9 +28,28 @@ def test_a_tiny_run_then_the_report(tmp_path):
     assert again.returncode == 0 and "$ dtwin" not in again.stdout
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["fno"]["40"]["seeds"]["0"]["test"]["rel_l2_mean"] == report["rel_l2_mean"]
+    # a fresh root with no runs reports the earlier results when they are merged in
+    fresh = tmp_path / "fresh"
+    alone = run("--report", "--root", str(fresh))
+    assert alone.returncode == 0 and "fno" not in json.loads((fresh / "results.json").read_text())
+    earlier = results
+    earlier["fno"]["40"]["seeds"]["0"]["test"]["rel_l2_mean"] = 0.5  # a run under --root wins over this
+    earlier["fno"]["80"] = {"seeds": {"3": {"test": {"rel_l2_mean": 0.25}}}}
+    (tmp_path / "earlier.json").write_text(json.dumps(earlier))
+    merged = run("--report", "--root", str(tmp_path), "--merge", str(tmp_path / "earlier.json"))
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    collected = json.loads((tmp_path / "results.json").read_text())["fno"]
+    assert collected["40"]["seeds"]["0"]["test"]["rel_l2_mean"] == report["rel_l2_mean"]
+    assert collected["80"]["seeds"]["3"]["test"]["rel_l2_mean"] == 0.25
+    assert "| 80 | 25.00%" in merged.stdout
 
 
 def test_bad_arguments_are_named(tmp_path):
     bad = run("--epochs", "fno:10", "--root", str(tmp_path))
     assert bad.returncode == 2 and "--epochs takes OP=N" in bad.stderr
     assert "hh_experiment" in run("--help").stdout
+    (tmp_path / "not.json").write_text('{"lstm": {}}')
+    wrong = run("--report", "--root", str(tmp_path), "--merge", str(tmp_path / "not.json"))
+    assert wrong.returncode == 2 and "--merge" in wrong.stderr and "not a results.json" in wrong.stderr
+    missing = run("--report", "--root", str(tmp_path), "--merge", str(tmp_path / "absent.json"))
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
