@@ -28,6 +28,13 @@ its last checkpoint, and the evaluation is recomputed from the checkpoints.
     python3 scripts/lhits_experiment.py                         # KS and FHN, everything
     python3 scripts/lhits_experiment.py --systems ks --variants lhits hits --latent-sizes
     python3 scripts/lhits_experiment.py --report                # only evaluate what exists
+    python3 scripts/lhits_experiment.py --systems fhn --variants --latent-sizes 1 2 3 \\
+        --merge docs/lhits/results.json             # only autoencoders, over the kept records
+
+--merge starts each system's record from an earlier results.json (for example the one kept in
+docs/lhits/, whose runs are not in a fresh checkout): a model or latent size evaluated here
+replaces the earlier entry, the others are kept. The solver's time is the earlier one when no
+model of that system was evaluated here (the kept speed-ups were measured against it).
 """
 
 from __future__ import annotations
@@ -111,6 +118,32 @@ def pca_errors(train: torch.Tensor, test: torch.Tensor, sizes: list[int]) -> dic
     return out
 
 
+def merge_record(earlier: dict | None, fresh: dict) -> dict:
+    """One system's record: ``earlier`` (from a results.json) with what ``fresh`` evaluated over it."""
+    if not earlier:
+        return fresh
+    out = {**earlier, **{k: fresh[k] for k in ("n_test", "n_steps", "dt")}}
+    out["models"] = {**earlier.get("models", {}), **fresh["models"]}
+    if not fresh["models"]:  # nothing timed here: the kept speed-ups refer to the earlier solver time
+        out["solver"] = earlier.get("solver", fresh["solver"])
+    else:
+        out["solver"] = fresh["solver"]
+        out.pop("lhits_speedup_vs_hits", None)
+        if "lhits_speedup_vs_hits" in fresh:
+            out["lhits_speedup_vs_hits"] = fresh["lhits_speedup_vs_hits"]
+    rec = earlier.get("reconstruction", {})
+    out["reconstruction"] = {
+        kind: {
+            str(k): v
+            for k, v in sorted(
+                {**{int(k): v for k, v in rec.get(kind, {}).items()}, **fresh["reconstruction"][kind]}.items()
+            )
+        }
+        for kind in ("pca", "autoencoder")
+    }
+    return out
+
+
 def evaluate(
     system: str,
     root: Path,
@@ -119,6 +152,7 @@ def evaluate(
     repeats: int,
     overrides: dict[str, str],
     select_horizon: int,
+    earlier: dict | None = None,
 ) -> dict:
     dm = data_module(system, overrides)
     x, val = dm.datasets["test"].tensors["x"], dm.datasets["val"].tensors["x"]
@@ -166,7 +200,17 @@ def evaluate(
             with torch.inference_mode():
                 ae[k] = float((model.decode(model.encode(test_states)) - test_states).pow(2).mean())
     result["reconstruction"] = {"pca": pca, "autoencoder": ae}
-    figures(system, root, dm, x, predictions, pca, ae)
+    result = merge_record(earlier, result)
+    rec = result["reconstruction"]
+    figures(
+        system,
+        root,
+        dm,
+        x,
+        predictions,
+        {int(k): v for k, v in rec["pca"].items()},
+        {int(k): v for k, v in rec["autoencoder"].items()},
+    )
     return result
 
 
@@ -272,7 +316,13 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        default=list(VARIANTS),
+        choices=list(VARIANTS),
+        help="models to train and evaluate (none: only the autoencoder-vs-PCA comparison)",
+    )
     parser.add_argument(
         "--latent-sizes",
         nargs="*",
@@ -299,7 +349,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", type=Path, default=ROOT / "runs" / "lhits", help="where runs are kept")
     parser.add_argument("--report", action="store_true", help="only evaluate the runs that exist")
     parser.add_argument("--quiet", action="store_true", help="no progress bars inside the runs")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="start from an earlier results.json (e.g. docs/lhits/results.json); what is evaluated here wins",
+    )
     args = parser.parse_args(argv)
+    earlier: dict = {}
+    if args.merge is not None:
+        try:
+            earlier = json.loads(args.merge.read_text())
+        except (OSError, ValueError) as error:
+            parser.error(f"--merge: cannot read a results.json at {args.merge}: {error}")
+        if not isinstance(earlier, dict) or not all(
+            system in SYSTEMS and isinstance(r, dict) and "reconstruction" in r
+            for system, r in earlier.items()
+        ):
+            parser.error(f"--merge: {args.merge} is not a results.json of this script (systems {SYSTEMS})")
     if any(k < 1 for k in args.latent_sizes):
         parser.error(f"--latent-sizes must be >= 1, got {args.latent_sizes}")
     overrides, extra_args = parse_overrides(args.set, parser.error)
@@ -337,7 +404,14 @@ def main(argv: list[str] | None = None) -> None:
     for system in args.systems:
         print(f"[{system}] evaluating", flush=True)
         results[system] = evaluate(
-            system, args.root, args.variants, args.latent_sizes, args.repeats, overrides, args.select_horizon
+            system,
+            args.root,
+            args.variants,
+            args.latent_sizes,
+            args.repeats,
+            overrides,
+            args.select_horizon,
+            earlier.get(system),
         )
     path = args.root / "results.json"
     merged = json.loads(path.read_text()) if path.is_file() else {}

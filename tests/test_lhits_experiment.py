@@ -45,6 +45,24 @@ def test_a_tiny_run_then_the_report(tmp_path):
     again = run(*tiny)
     assert again.returncode == 0 and "$ dtwin fit" not in again.stdout
 
+    # only an autoencoder, in a fresh root, over the kept records: those stay, the new size joins
+    earlier = json.loads((tmp_path / "results.json").read_text())
+    earlier["ks"]["reconstruction"]["autoencoder"]["2"] = 123.0  # kept: latent size 2 is not rerun
+    (tmp_path / "earlier.json").write_text(json.dumps(earlier))
+    fresh = tmp_path / "fresh"
+    only_ae = [a if a != str(tmp_path) else str(fresh) for a in tiny]
+    only_ae[only_ae.index("--variants") : only_ae.index("--epochs")] = ["--variants", "--latent-sizes", "3"]
+    merged = run(*only_ae, "--merge", str(tmp_path / "earlier.json"))
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    assert merged.stdout.count("$ dtwin fit") == 1
+    kept = json.loads((fresh / "results.json").read_text())["ks"]
+    assert kept["models"] == earlier["ks"]["models"] and kept["solver"] == earlier["ks"]["solver"]
+    assert list(kept["reconstruction"]["pca"]) == ["2", "3"]
+    assert (
+        kept["reconstruction"]["autoencoder"]["2"] == 123.0 and kept["reconstruction"]["autoencoder"]["3"] > 0
+    )
+    assert "| lhits |" in (fresh / "results.md").read_text() and (fresh / "ks-ae-vs-pca.png").is_file()
+
 
 def test_bad_arguments_are_named():
     bad = run("--set", "n_train=3")
@@ -54,3 +72,11 @@ def test_bad_arguments_are_named():
     bad = run("--latent-sizes", "0")
     assert bad.returncode == 2 and "--latent-sizes must be >= 1" in bad.stderr
     assert "full-state HiTS" in run("--help").stdout
+
+
+def test_a_bad_merge_file_is_named(tmp_path):
+    (tmp_path / "not.json").write_text('{"lorenz": {}}')
+    wrong = run("--report", "--root", str(tmp_path), "--merge", str(tmp_path / "not.json"))
+    assert wrong.returncode == 2 and "--merge" in wrong.stderr and "not a results.json" in wrong.stderr
+    missing = run("--report", "--root", str(tmp_path), "--merge", str(tmp_path / "absent.json"))
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
