@@ -34,6 +34,7 @@ __all__ = [
     "parse_overrides",
     "plot_estimates",
     "pretrain",
+    "read_results",
     "resumable_fit",
     "run_dtwin",
     "summarise_estimates",
@@ -92,6 +93,25 @@ def parse_overrides(items: Iterable[str], error: Callable[[str], Any]) -> tuple[
             error(f"--set takes KEY=VALUE with KEY under data., model. or trainer., got {item!r}")
         overrides[key] = value
     return overrides, [a for key, value in overrides.items() for a in (f"--{key}", value)]
+
+
+def read_results(
+    path: Path,
+    names: Sequence[str],
+    error: Callable[[str], Any],
+    *,
+    valid: Callable[[Any], bool] = lambda record: True,
+) -> dict[str, Any]:
+    """An experiment's earlier results.json (``--merge``): a dict keyed by ``names`` (operators,
+    systems...) whose every record passes ``valid``. Calls ``error(message)`` (e.g. an argparse
+    parser's ``error``) when it cannot be read or is not such a file."""
+    try:
+        results = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        error(f"--merge: cannot read a results.json at {path}: {exc}")
+    if not isinstance(results, dict) or not all(name in names and valid(r) for name, r in results.items()):
+        error(f"--merge: {path} is not a results.json of this script ({', '.join(names)})")
+    return results
 
 
 # ------------------------------------------------------------------------- estimation experiments

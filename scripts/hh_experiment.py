@@ -39,7 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-from dtwin.experiments import newest
+from dtwin.experiments import newest, read_results
 
 ROOT = Path(__file__).resolve().parent.parent
 OPERATORS = ("fno", "wno", "deeponet")
@@ -285,16 +285,7 @@ def main(argv: list[str] | None = None) -> None:
         help="start from an earlier results.json (e.g. docs/hh/results.json); runs under --root win",
     )
     args = parser.parse_args(argv)
-    earlier = {}
-    if args.merge is not None:
-        try:
-            earlier = json.loads(args.merge.read_text())
-        except (OSError, ValueError) as error:
-            parser.error(f"--merge: cannot read a results.json at {args.merge}: {error}")
-        if not isinstance(earlier, dict) or not all(op in OPERATORS for op in earlier):
-            parser.error(
-                f"--merge: {args.merge} is not a results.json of this script (operators {OPERATORS})"
-            )
+    earlier = read_results(args.merge, OPERATORS, parser.error) if args.merge is not None else {}
     epochs = {}
     for item in args.epochs:
         op, _, value = item.partition("=")

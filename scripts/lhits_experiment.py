@@ -47,7 +47,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from dtwin.experiments import newest, parse_overrides, resumable_fit
+from dtwin.experiments import newest, parse_overrides, read_results, resumable_fit
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMS = ("ks", "fhn")
@@ -132,14 +132,9 @@ def merge_record(earlier: dict | None, fresh: dict) -> dict:
         if "lhits_speedup_vs_hits" in fresh:
             out["lhits_speedup_vs_hits"] = fresh["lhits_speedup_vs_hits"]
     rec = earlier.get("reconstruction", {})
-    out["reconstruction"] = {
-        kind: {
-            str(k): v
-            for k, v in sorted(
-                {**{int(k): v for k, v in rec.get(kind, {}).items()}, **fresh["reconstruction"][kind]}.items()
-            )
-        }
-        for kind in ("pca", "autoencoder")
+    out["reconstruction"] = {  # by latent size, int keys as in ``fresh`` (JSON's are strings)
+        kind: dict(sorted({**{int(k): v for k, v in rec.get(kind, {}).items()}, **new}.items()))
+        for kind, new in fresh["reconstruction"].items()
     }
     return out
 
@@ -202,15 +197,7 @@ def evaluate(
     result["reconstruction"] = {"pca": pca, "autoencoder": ae}
     result = merge_record(earlier, result)
     rec = result["reconstruction"]
-    figures(
-        system,
-        root,
-        dm,
-        x,
-        predictions,
-        {int(k): v for k, v in rec["pca"].items()},
-        {int(k): v for k, v in rec["autoencoder"].items()},
-    )
+    figures(system, root, dm, x, predictions, rec["pca"], rec["autoencoder"])
     return result
 
 
@@ -356,17 +343,11 @@ def main(argv: list[str] | None = None) -> None:
         help="start from an earlier results.json (e.g. docs/lhits/results.json); what is evaluated here wins",
     )
     args = parser.parse_args(argv)
-    earlier: dict = {}
+    earlier = {}
     if args.merge is not None:
-        try:
-            earlier = json.loads(args.merge.read_text())
-        except (OSError, ValueError) as error:
-            parser.error(f"--merge: cannot read a results.json at {args.merge}: {error}")
-        if not isinstance(earlier, dict) or not all(
-            system in SYSTEMS and isinstance(r, dict) and "reconstruction" in r
-            for system, r in earlier.items()
-        ):
-            parser.error(f"--merge: {args.merge} is not a results.json of this script (systems {SYSTEMS})")
+        earlier = read_results(
+            args.merge, SYSTEMS, parser.error, valid=lambda r: isinstance(r, dict) and "reconstruction" in r
+        )
     if any(k < 1 for k in args.latent_sizes):
         parser.error(f"--latent-sizes must be >= 1, got {args.latent_sizes}")
     overrides, extra_args = parse_overrides(args.set, parser.error)
