@@ -34,7 +34,9 @@ its last checkpoint, and the evaluation is recomputed from the checkpoints.
 --merge starts each system's record from an earlier results.json (for example the one kept in
 docs/lhits/, whose runs are not in a fresh checkout): a model or latent size evaluated here
 replaces the earlier entry, the others are kept. The solver's time is the earlier one when no
-model of that system was evaluated here (the kept speed-ups were measured against it).
+model of that system was evaluated here (the kept speed-ups were measured against it). A system
+not evaluated here keeps its record from ROOT/results.json, or else from the merged file, so the
+file written is the whole record.
 """
 
 from __future__ import annotations
@@ -395,8 +397,8 @@ def main(argv: list[str] | None = None) -> None:
             earlier.get(system),
         )
     path = args.root / "results.json"
-    merged = json.loads(path.read_text()) if path.is_file() else {}
-    merged.update(results)
+    # every system: this run's, then what ROOT already held, then the --merge file's
+    merged = {**earlier, **(json.loads(path.read_text()) if path.is_file() else {}), **results}
     path.write_text(json.dumps(merged, indent=2))
     (args.root / "results.md").write_text(tables(merged))
     print(tables(merged))

@@ -48,6 +48,7 @@ def test_a_tiny_run_then_the_report(tmp_path):
     # only an autoencoder, in a fresh root, over the kept records: those stay, the new size joins
     earlier = json.loads((tmp_path / "results.json").read_text())
     earlier["ks"]["reconstruction"]["autoencoder"]["2"] = 123.0  # kept: latent size 2 is not rerun
+    earlier["fhn"] = {**earlier["ks"], "n_test": 7}  # a system not evaluated: carried over whole
     (tmp_path / "earlier.json").write_text(json.dumps(earlier))
     fresh = tmp_path / "fresh"
     only_ae = [a if a != str(tmp_path) else str(fresh) for a in tiny]
@@ -55,7 +56,9 @@ def test_a_tiny_run_then_the_report(tmp_path):
     merged = run(*only_ae, "--merge", str(tmp_path / "earlier.json"))
     assert merged.returncode == 0, merged.stderr[-3000:]
     assert merged.stdout.count("$ dtwin fit") == 1
-    kept = json.loads((fresh / "results.json").read_text())["ks"]
+    written = json.loads((fresh / "results.json").read_text())
+    assert written["fhn"] == earlier["fhn"]
+    kept = written["ks"]
     assert kept["models"] == earlier["ks"]["models"] and kept["solver"] == earlier["ks"]["solver"]
     assert list(kept["reconstruction"]["pca"]) == ["2", "3"]
     assert (
