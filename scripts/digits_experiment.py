@@ -19,6 +19,7 @@ to ROOT/accuracy.png and the figure of synthetic / transformed / real digits to 
 
     python3 scripts/digits_experiment.py                        # k = 1, 5, 10 x 5 seeds
     python3 scripts/digits_experiment.py --k 5 --seeds 0 1      # a part of it
+    python3 scripts/digits_experiment.py --pairing nearest      # nearest-neighbour pairs instead
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def run_one(k: int, seed: int, args) -> tuple[dict, dict]:
 
     from dtwin.data.digits import DigitsSyn2RealDataModule
 
-    dm = DigitsSyn2RealDataModule(k=k, seed=seed)
+    dm = DigitsSyn2RealDataModule(k=k, seed=seed, pairing=args.pairing)
     dm.setup()
     d = dm.real_sets()
     start = time.time()
@@ -106,7 +107,7 @@ def run_one(k: int, seed: int, args) -> tuple[dict, dict]:
         "coral": coral(syn, real),
         "smcae": transformed,
     }
-    scores: dict = {"smcae_seconds": seconds}
+    scores: dict = {"smcae_seconds": seconds, "pairing": args.pairing}
     # how many synthetic digits lie nearest the real centroid of their own class, before and after
     centroids = np.stack([real[yr == c].mean(0) for c in range(10)])
 
@@ -206,8 +207,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=80, help="SMCAE epochs in all (default 80)")
     parser.add_argument("--layer-epochs", type=int, default=20, help="SMCAE greedy epochs per layer")
     parser.add_argument("--lr", type=float, default=3e-3, help="SMCAE learning rate (AdamW)")
-    parser.add_argument("--root", type=Path, default=ROOT / "runs" / "digits", help="where results go")
+    parser.add_argument(
+        "--pairing",
+        choices=("random", "nearest"),
+        default="random",
+        help="the SMCAE's training pairs: a random real digit of the class (the authors'), or the "
+        "real digit of the class nearest to the synthetic one",
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        help="where results go (default: runs/digits; runs/digits-nearest with --pairing nearest)",
+    )
     args = parser.parse_args(argv)
+    if args.root is None:
+        args.root = ROOT / "runs" / ("digits" if args.pairing == "random" else f"digits-{args.pairing}")
     if min(args.k) < 1:
         parser.error(f"--k: each k must be >= 1, got {args.k}")
     if args.epochs < 1 or args.layer_epochs < 0 or args.lr <= 0:
@@ -215,6 +229,12 @@ def main(argv: list[str] | None = None) -> None:
     args.root.mkdir(parents=True, exist_ok=True)
     store = args.root / "results.json"
     results = json.loads(store.read_text()) if store.exists() else {}
+    other = sorted({r.get("pairing", "random") for r in results.values()} - {args.pairing})
+    if other:
+        parser.error(
+            f"--pairing {args.pairing}: {store} holds runs made with pairing {', '.join(other)}; "
+            "give another --root"
+        )
     figure = None
     todo = [(k, s) for k in args.k for s in args.seeds]
     for i, (k, seed) in enumerate(todo, 1):

@@ -43,5 +43,14 @@ def test_a_tiny_run_resumes_and_reports(tmp_path):
     assert (tmp_path / "accuracy.png").stat().st_size > 0 and (tmp_path / "digits.png").stat().st_size > 0
     again = subprocess.run([*args, "--root", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert again.returncode == 0 and "done before" in again.stdout
+    assert results["1/0"]["pairing"] == "random"
+    mixed = subprocess.run(
+        [*args, "--root", str(tmp_path), "--pairing", "nearest"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert (
+        mixed.returncode == 2
+        and "--pairing nearest:" in mixed.stderr
+        and "give another --root" in mixed.stderr
+    )
     bad = subprocess.run([*args[:2], "--k", "0"], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "--k: each k must be >= 1" in bad.stderr

@@ -158,10 +158,23 @@ def load_real_digits() -> tuple[Tensor, Tensor]:
     return torch.tensor(digits.data, dtype=torch.float32), torch.tensor(digits.target, dtype=torch.int64)
 
 
-class PairedDigits(Dataset):
-    """Synthetic samples, each paired (afresh at every access) with a real sample of its class."""
+PAIRINGS = ("random", "nearest")
 
-    def __init__(self, synthetic: Tensor, labels: Tensor, real: Tensor, real_labels: Tensor) -> None:
+
+class PairedDigits(Dataset):
+    """Synthetic samples, each paired with a real sample of its class.
+
+    ``pairing='random'`` (the authors'): a random real sample of the class, drawn afresh at every
+    access; the squared-error optimum of the synthetic channel is then the class's real mean,
+    whatever the synthetic input. ``'nearest'``: always the real sample of the class nearest to
+    the synthetic one (Euclidean, over the features), so the target depends on the input.
+    """
+
+    def __init__(
+        self, synthetic: Tensor, labels: Tensor, real: Tensor, real_labels: Tensor, pairing: str = "random"
+    ) -> None:
+        if pairing not in PAIRINGS:
+            raise ValueError(f"PairedDigits: pairing must be one of {PAIRINGS}, got {pairing!r}")
         if synthetic.ndim != 2 or real.ndim != 2 or synthetic.shape[1] != real.shape[1]:
             raise ValueError(
                 "PairedDigits: synthetic and real must be Tensor[N, D] with the same feature size D, got "
@@ -180,13 +193,21 @@ class PairedDigits(Dataset):
             )
         self.synthetic, self.labels, self.real = synthetic, labels, real
         self.by_class = {c: torch.nonzero(real_labels == c).flatten() for c in real_classes}
+        self.nearest = None
+        if pairing == "nearest":
+            d = torch.cdist(synthetic, real)
+            d[labels[:, None] != real_labels[None, :]] = float("inf")
+            self.nearest = d.argmin(1)
 
     def __len__(self) -> int:
         return self.synthetic.shape[0]
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
-        pool = self.by_class[int(self.labels[i])]
-        j = pool[torch.randint(pool.numel(), ())]
+        if self.nearest is not None:
+            j = self.nearest[i]
+        else:
+            pool = self.by_class[int(self.labels[i])]
+            j = pool[torch.randint(pool.numel(), ())]
         return {"x": self.synthetic[i], "real": self.real[j], "label": self.labels[i]}
 
 
@@ -197,7 +218,8 @@ class DigitsSyn2RealDataModule(L.LightningDataModule):
     The real digits are split once by class (``data_seed``): ``test_fraction`` of each class is
     the held-out test set, never used for training; from the rest, ``k`` samples per class
     (drawn with ``seed``) are the real training samples. Training batches pair every synthetic
-    sample with a random real training sample of its class:
+    sample with a real training sample of its class (``pairing``: a random one, or its nearest;
+    see :class:`PairedDigits`):
 
         'x': Tensor[64], the synthetic sample; 'real': Tensor[64], a real sample of its class;
         'label': the class.
@@ -213,6 +235,7 @@ class DigitsSyn2RealDataModule(L.LightningDataModule):
         seed: draws the k real samples and the synthetic set.
         data_seed: the real train/test split.
         test_fraction: share of each class held out.
+        pairing: 'random' (the authors') or 'nearest', how training pairs are formed.
         batch_size, num_workers: DataLoader settings.
         cache_dir: where the rendered set is cached.
     """
@@ -227,8 +250,11 @@ class DigitsSyn2RealDataModule(L.LightningDataModule):
         batch_size: int = 100,
         num_workers: int = 0,
         cache_dir: str | None = None,
+        pairing: str = "random",
     ) -> None:
         super().__init__()
+        if pairing not in PAIRINGS:
+            raise ValueError(f"DigitsSyn2RealDataModule: pairing must be one of {PAIRINGS}, got {pairing!r}")
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(
                 f"DigitsSyn2RealDataModule: test_fraction must be in (0, 1), got {test_fraction}"
@@ -278,7 +304,13 @@ class DigitsSyn2RealDataModule(L.LightningDataModule):
         self.test_synthetic, self.test_synthetic_labels = held["x"] / 16, held["y"]
 
     def train_dataloader(self) -> DataLoader:
-        data = PairedDigits(self.synthetic, self.synthetic_labels, self.real_train, self.real_train_labels)
+        data = PairedDigits(
+            self.synthetic,
+            self.synthetic_labels,
+            self.real_train,
+            self.real_train_labels,
+            pairing=self.hparams.pairing,
+        )
         return DataLoader(
             data, batch_size=self.hparams.batch_size, shuffle=True, num_workers=self.hparams.num_workers
         )

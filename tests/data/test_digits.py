@@ -93,3 +93,22 @@ def test_paired_digits_rejects_mismatched_sets():
         PairedDigits(syn, labels, torch.rand(21, 64), torch.cat([labels, torch.tensor([10])]))
     with pytest.raises(ValueError, match="one label per sample"):
         PairedDigits(syn, labels[:5], syn, labels)
+    with pytest.raises(ValueError, match=r"pairing must be one of \('random', 'nearest'\), got 'closest'"):
+        PairedDigits(syn, labels, syn, labels, pairing="closest")
+    with pytest.raises(ValueError, match="pairing must be one of"):
+        DigitsSyn2RealDataModule(pairing="closest")
+
+
+def test_nearest_pairing_is_the_nearest_real_sample_of_the_class():
+    g = torch.Generator().manual_seed(0)
+    syn, labels = torch.rand(40, 64, generator=g), torch.arange(10).repeat(4)
+    real, real_labels = torch.rand(30, 64, generator=g), torch.arange(10).repeat(3)
+    data = PairedDigits(syn, labels, real, real_labels, pairing="nearest")
+    for i in range(len(data)):
+        item = data[i]
+        same = torch.nonzero(real_labels == labels[i]).flatten()
+        best = same[torch.cdist(syn[i : i + 1], real[same]).argmin()]
+        assert torch.equal(item["real"], real[best]) and torch.equal(data[i]["real"], item["real"])
+    # the nearest of all real samples is often of another class: the pairing stays within the class
+    anyclass = torch.cdist(syn, real).argmin(1)
+    assert (real_labels[anyclass] != labels).any()
