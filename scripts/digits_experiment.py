@@ -197,6 +197,8 @@ def plot(results: dict, figure: dict | None, root: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from dtwin.data.digits import PAIRINGS
+
     parser = argparse.ArgumentParser(
         prog="digits_experiment",
         description=__doc__.split("\n\n")[0],
@@ -209,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=3e-3, help="SMCAE learning rate (AdamW)")
     parser.add_argument(
         "--pairing",
-        choices=("random", "nearest"),
+        choices=PAIRINGS,
         default="random",
         help="the SMCAE's training pairs: a random real digit of the class (the authors'), or the "
         "real digit of the class nearest to the synthetic one",
