@@ -79,9 +79,11 @@ class GaussNewtonResult:
 
 def _jacobian(residual: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
     """r(x) and dr/dx [len(r), len(x)] by forward mode (one pass per parameter: parameters are few)."""
-    x = x.detach()
-    J = torch.func.jacfwd(residual)(x)
-    r = residual(x)
+    def both(x: Tensor) -> tuple[Tensor, Tensor]:
+        r = residual(x)
+        return r, r
+
+    J, r = torch.func.jacfwd(both, has_aux=True)(x.detach())
     return r.detach(), J.reshape(r.numel(), x.numel()).detach()
 
 
@@ -153,11 +155,17 @@ def batched_gauss_newton(
     if x0.dim() != 2:
         raise ValueError(f"batched_gauss_newton: x0 must be [S, P], got shape {list(x0.shape)}")
     S, P = x0.shape
-    rows = torch.arange(S)
 
     def evaluate(x: Tensor) -> tuple[Tensor, Tensor]:
-        J = torch.func.jacfwd(residual)(x)  # [S, M, S, P]: only the diagonal blocks are nonzero
-        return residual(x).detach(), J[rows, :, rows, :].detach()  # [S, M], [S, M, P]
+        # row s depends on x[s] alone, so shifting every row by the same d [P] gives each row's own
+        # Jacobian block: P forward-mode tangents, not S x P (the full [S, M, S, P] Jacobian, zero
+        # off its diagonal blocks), and the residual comes with them
+        def shifted(d: Tensor) -> tuple[Tensor, Tensor]:
+            r = residual(x + d)
+            return r, r
+
+        J, r = torch.func.jacfwd(shifted, has_aux=True)(torch.zeros(P, dtype=x.dtype))
+        return r.detach(), J.detach()  # [S, M], [S, M, P]
 
     x = x0.detach().clone()
     r, J = evaluate(x)
