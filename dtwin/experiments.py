@@ -286,14 +286,19 @@ def summarise_estimates(
     methods: Iterable[str],
     parameters: Sequence[str],
     scale: Sequence[float] | None = None,
+    over_parameters: str = "sum",
 ) -> dict:
     """Per case (in ``cases`` order, those ``results`` has): {'runs', 'gate_flagged' (runs whose OOD
     gate said 'out of distribution'), 'methods': per method that has estimates: {'mse': the mean
-    over runs of ||(theta_hat - theta0) / scale||^2, 'median_sq_error', 'rmse': per parameter, in
-    its units, 'seconds': mean per estimate, 'runs'}}. ``scale`` (default ones) puts parameters of
+    over runs of the squared error of (theta_hat - theta0) / scale, summed over the parameters
+    (``over_parameters='sum'``, ||.||^2) or averaged over them ('mean', the tanks paper's code),
+    'median_sq_error' (the same per-run error, its median), 'rmse': per parameter, in its units,
+    'seconds': mean per estimate, 'runs'}}. ``scale`` (default ones) puts parameters of
     different sizes on one footing (e.g. the HH defaults)."""
     import torch
 
+    if over_parameters not in ("sum", "mean"):
+        raise ValueError(f"summarise_estimates: over_parameters must be 'sum' or 'mean', got {over_parameters!r}")
     table: dict = {}
     for case in cases:
         runs = [r for r in results if r["case"] == case]
@@ -308,7 +313,8 @@ def summarise_estimates(
                 [r["theta0"] for r in have], dtype=torch.float64
             )
             scaled = diff if scale is None else diff / torch.tensor(scale, dtype=torch.float64)
-            errs = scaled.pow(2).sum(1).tolist()
+            sq = scaled.pow(2)
+            errs = (sq.sum(1) if over_parameters == "sum" else sq.mean(1)).tolist()
             rmse = diff.pow(2).mean(0).sqrt().tolist()
             rows[method] = {
                 "mse": statistics.fmean(errs),

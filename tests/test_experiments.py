@@ -203,3 +203,40 @@ def test_run_dtwin_builds_the_command_and_names_the_owner_on_failure(tmp_path, m
     with pytest.raises(SystemExit, match=r"myexp: `dtwin test` failed \(exit 1\)"):
         run_dtwin("test", [], owner="myexp")
     assert seen[1][0] == [sys.executable, "-m", "dtwin", "test"]  # not quiet: no extra arguments
+
+
+# ------------------------------------------------------------------------------ summarise_estimates
+
+
+def _estimate_records():
+    def record(case, run, est):
+        return {
+            "case": case,
+            "run": run,
+            "theta0": [1.0, 2.0],
+            "estimates": {"m": est},
+            "seconds": {"m": 0.5},
+            "gate": {"verdict": "out of distribution"},
+        }
+
+    return [record("A", 0, [1.5, 2.0]), record("A", 1, [1.0, 1.0]), record("A", 2, [0.0, 3.0])]
+
+
+def test_summarise_estimates_sums_or_averages_over_the_parameters():
+    results = _estimate_records()  # per-run squared errors summed over the 2 parameters: 0.25, 1, 2
+    summed = experiments.summarise_estimates(results, ["A", "B"], ["m", "absent"], ["p", "q"])
+    assert list(summed) == ["A"] and list(summed["A"]["methods"]) == ["m"]
+    row = summed["A"]["methods"]["m"]
+    assert row["mse"] == pytest.approx((0.25 + 1 + 2) / 3) and row["median_sq_error"] == pytest.approx(1.0)
+    assert row["rmse"]["p"] == pytest.approx(((0.25 + 0 + 1) / 3) ** 0.5)
+    assert summed["A"]["gate_flagged"] == 3 and row["seconds"] == 0.5
+    mean = experiments.summarise_estimates(results, ["A"], ["m"], ["p", "q"], over_parameters="mean")
+    assert mean["A"]["methods"]["m"]["mse"] == pytest.approx(row["mse"] / 2)
+    assert mean["A"]["methods"]["m"]["median_sq_error"] == pytest.approx(0.5)
+    scaled = experiments.summarise_estimates(results, ["A"], ["m"], ["p", "q"], scale=[1.0, 2.0])
+    assert scaled["A"]["methods"]["m"]["mse"] == pytest.approx((0.25 + 0.25 + 1.25) / 3)
+
+
+def test_summarise_estimates_refuses_another_reduction():
+    with pytest.raises(ValueError, match="over_parameters must be 'sum' or 'mean', got 'max'"):
+        experiments.summarise_estimates(_estimate_records(), ["A"], ["m"], ["p", "q"], over_parameters="max")
