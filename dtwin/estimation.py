@@ -79,6 +79,7 @@ class GaussNewtonResult:
 
 def _jacobian(residual: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
     """r(x) and dr/dx [len(r), len(x)] by forward mode (one pass per parameter: parameters are few)."""
+
     def both(x: Tensor) -> tuple[Tensor, Tensor]:
         r = residual(x)
         return r, r

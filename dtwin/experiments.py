@@ -298,7 +298,9 @@ def summarise_estimates(
     import torch
 
     if over_parameters not in ("sum", "mean"):
-        raise ValueError(f"summarise_estimates: over_parameters must be 'sum' or 'mean', got {over_parameters!r}")
+        raise ValueError(
+            f"summarise_estimates: over_parameters must be 'sum' or 'mean', got {over_parameters!r}"
+        )
     table: dict = {}
     for case in cases:
         runs = [r for r in results if r["case"] == case]
