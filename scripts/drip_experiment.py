@@ -19,7 +19,8 @@ Methods:
   unrolled   unrolled proximal-gradient network at DRIP's parameter budget
              (configs/drip/unrolled_pg.yaml; its width is chosen to match)
   drip       DRIP (configs/drip/drip.yaml): x = E z*, z* the minimiser of a learned convex
-             problem, trained through z* implicitly
+             problem, trained through z* implicitly, starting from a smoothed TV with the tv
+             row's lambda (model.tv_init; --set drip:model.tv_init=null starts at random)
   drip-dp    the same model, its inner solve (from z = 0) stopped by the discrepancy principle
              at a misfit of tau x the noise level (the DRIP authors' rule; no extra training)
 
@@ -125,6 +126,19 @@ def learned_args(method: str, task: str, epochs: int | None, extra: list[str], b
     if epochs:
         args += ["--trainer.max_epochs", str(epochs)]
     return [*args, *extra]
+
+
+def tv_start(task: str, overrides: dict[str, str]) -> list[str]:
+    """DRIP's starting point on ``task``: ``--model.tv_init LAM``, LAM the TV weight with the best
+    validation PSNR (the tv row's search; a later ``--set drip:model.tv_init=...`` overrides it,
+    ``null`` for a random start)."""
+    from dtwin.nn import select_lambda
+
+    dm = data_module(task, overrides, splits=("fit",))
+    val = split_tensors(dm, "val")
+    lam, _ = select_lambda("total_variation", dm.operator, val["y"].double(), val["x"].double(), LAMBDAS)
+    print(f"  DRIP starts at TV with lam {lam:.3g} (best on the validation split)", flush=True)
+    return ["--model.tv_init", repr(float(lam))]
 
 
 # ------------------------------------------------------------------------------------ evaluation
@@ -353,8 +367,9 @@ def main(argv: list[str] | None = None) -> None:
                 if method in LEARNED or (method == "drip-dp" and "drip" not in args.methods):
                     fitted = "drip" if method == "drip-dp" else method
                     print(f"[{task} / {fitted}]", flush=True)
+                    start = tv_start(task, overrides) if fitted == "drip" else []
                     resumable_fit(
-                        learned_args(fitted, task, args.epochs, [*extra, *own[fitted][1]], budget),
+                        learned_args(fitted, task, args.epochs, [*start, *extra, *own[fitted][1]], budget),
                         args.root / task / fitted,
                         quiet=args.quiet,
                         owner="drip_experiment",

@@ -221,6 +221,22 @@ class Synthesis(nn.Module):
             rows = rows.baddbmm_(F.unfold(u, k, padding=k // 2).mT, taps.expand(B, k * k, C))
         return rows.view(B, H, W, C).permute(0, 3, 1, 2)
 
+    @torch.no_grad()
+    def select_channel_(self, channel: int = 0, noise: float = 0.01) -> Synthesis:
+        """Starts E as the identity on latent channel ``channel`` (u = z[channel]: a centred unit
+        tap), its other weights ``noise`` times their current (random) values, so that the other
+        channels start small but not at a symmetric zero. In place; returns self."""
+        if not isinstance(channel, int) or not 0 <= channel < self.latent_channels:
+            raise ValueError(
+                f"Synthesis.select_channel_: channel must be an integer in [0, {self.latent_channels}), "
+                f"got {channel!r}"
+            )
+        noise = _positive_float(noise, "Synthesis.select_channel_", "noise", zero=True)
+        c = self.kernel_size // 2
+        self.weight.mul_(noise)
+        self.weight[0, channel, c, c] = 1.0
+        return self
+
     def norm_sq(self, shape: Sequence[int]) -> Tensor:
         """An upper bound of ||E||^2 on latents of spatial shape (H, W): 0-dim float64 (exact up to
         the zero padding at the border, see the module notes)."""
@@ -436,6 +452,42 @@ class ConvexRegularizer(nn.Module):
         w = self.scales.detach()
         norm_sq = _conv_norm_sq(self.weight, (int(shape[0]), int(shape[1])), w.sqrt())
         return self.strength * (norm_sq / self.eps + self.mu)
+
+    @torch.no_grad()
+    def init_tv_(
+        self, weight: float, channel: int = 0, noise: float = 0.01, others: float = 1e-4
+    ) -> ConvexRegularizer:
+        """Starts R as a smoothed anisotropic total variation of latent channel ``channel``: filters
+        0 and 1 the horizontal and vertical forward differences of that channel, each weighed so
+        that s w_j = ``weight`` (R = weight sum phi(grad z[channel]) + ..., in the data's units
+        whatever the strength s); the other filters ``noise`` times their current (random) values
+        with w_j = ``others``; the bias zero. With :meth:`Synthesis.select_channel_` on the same
+        channel the lower level starts as min_u 1/2 ||A u - b||^2 + weight TV_eps(u) (plus small
+        terms), a tuned classical method, instead of at random. In place; returns self."""
+        owner = "ConvexRegularizer.init_tv_"
+        weight = _positive_float(weight, owner, "weight")
+        noise = _positive_float(noise, owner, "noise", zero=True)
+        others = _positive_float(others, owner, "others")
+        if not isinstance(channel, int) or not 0 <= channel < self.latent_channels:
+            raise ValueError(
+                f"{owner}: channel must be an integer in [0, {self.latent_channels}), got {channel!r}"
+            )
+        if self.n_filters < 2 or self.kernel_size < 3:
+            raise ValueError(
+                f"{owner}: needs n_filters >= 2 and kernel_size >= 3 for the two differences, got "
+                f"n_filters={self.n_filters}, kernel_size={self.kernel_size}"
+            )
+        r = self.kernel_size // 2
+        self.weight.mul_(noise)
+        self.weight[:2] = 0.0
+        self.weight[0, channel, r, r], self.weight[0, channel, r, r + 1] = -1.0, 1.0
+        self.weight[1, channel, r, r], self.weight[1, channel, r + 1, r] = -1.0, 1.0
+        if self.bias is not None:
+            self.bias.zero_()
+        w = torch.full_like(self.raw_scale, others)
+        w[:2] = weight / self.strength
+        self.raw_scale.copy_(w + torch.log(-torch.expm1(-w)))  # softplus^-1(w)
+        return self
 
     def strong_convexity(self) -> float:
         """s mu: R - s mu/2 ||z||^2 is convex."""

@@ -56,6 +56,13 @@ class DRIP(ReconstructionModule):
             mask, about 580 for the 18-angle Radon transform of 32 x 32 images, where an R of
             the blur's scale is negligible and the inner solve does not converge in 200
             iterations). False solves 1/2 ||A E z - y||^2 + R(z) as it stands.
+        tv_init: None (the default) starts E and R at random (``nn.Conv2d``'s initialisation); a
+            weight lam > 0 starts the lower level at a smoothed anisotropic total variation,
+            min_u 1/2 ||A u - y||^2 + lam sum phi(grad u) (E the identity on latent channel 0,
+            R's first two filters the differences of that channel, everything else small:
+            :meth:`Synthesis.select_channel_`, :meth:`ConvexRegularizer.init_tv_`), so that
+            training starts from a tuned classical method (lam from TV's validation search, with
+            a small ``eps``) and moves it from there. The parameters are the same either way.
         max_iter: the most inner iterations per solve (training and inference).
         tol: the relative step tolerance of the inner solve.
         discrepancy: stop each sample at a misfit of ``tau`` x its noise level (needs 'sigma' in
@@ -81,6 +88,7 @@ class DRIP(ReconstructionModule):
         mu: float = 1e-3,
         init_scale: float = 0.01,
         normalize: bool = True,
+        tv_init: float | None = None,
         max_iter: int = 100,
         tol: float = 1e-4,
         discrepancy: bool = True,
@@ -115,6 +123,12 @@ class DRIP(ReconstructionModule):
             init_scale=init_scale,
             strength=operator_norm_sq(self.operator, margin=1.0) if normalize else 1.0,
         )
+        if tv_init is not None:
+            ok = isinstance(tv_init, (int, float)) and not isinstance(tv_init, bool)
+            if not ok or not math.isfinite(tv_init) or tv_init <= 0:
+                raise ValueError(f"{owner}: tv_init must be None or a finite number > 0, got {tv_init!r}")
+            self.E.select_channel_(0)
+            self.R.init_tv_(float(tv_init), channel=0)
         self._last: SolveResult | None = None
 
     # ---- the lower level -------------------------------------------------------------------------

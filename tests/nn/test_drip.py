@@ -520,6 +520,35 @@ def test_image_shape_mismatch_between_operator_and_latent():
         E(torch.zeros(2, C + 1, S, S, dtype=DT))
 
 
+def test_identity_synthesis_and_tv_regularizer_starts():
+    torch.manual_seed(0)
+    E = Synthesis(C, 3).double().select_channel_(2, noise=0.0)
+    z = torch.randn(3, C, S, S, dtype=DT)
+    assert torch.equal(E(z), z[:, 2:3])
+    R = (
+        ConvexRegularizer(C, J, 3, eps=0.05, mu=1e-3, strength=7.0)
+        .double()
+        .init_tv_(0.2, channel=2, noise=0.0)
+    )
+    u = z[:, 2]
+    dx = F.pad(u[..., :, 1:], (0, 1)) - u
+    dy = F.pad(u[..., 1:, :], (0, 0, 0, 1)) - u
+    phi = lambda s: torch.sqrt(s * s + 0.05**2) - 0.05  # noqa: E731
+    expected = 0.2 * (phi(dx) + phi(dy)).flatten(1).sum(1) + 0.5 * 7.0 * 1e-3 * z.flatten(1).square().sum(1)
+    torch.testing.assert_close(R(z), expected)
+    # with noise the other weights shrink but stay random (no symmetric zero start)
+    E2 = Synthesis(C, 3)
+    before = E2.weight.detach().clone()
+    E2.select_channel_(0, noise=0.01)
+    torch.testing.assert_close(E2.weight[0, 1:], 0.01 * before[0, 1:])
+    with pytest.raises(ValueError, match="select_channel_: channel must be an integer in"):
+        Synthesis(C).select_channel_(C)
+    with pytest.raises(ValueError, match="init_tv_: weight must be a finite number > 0"):
+        ConvexRegularizer(C, J).init_tv_(0.0)
+    with pytest.raises(ValueError, match="init_tv_: needs n_filters >= 2"):
+        ConvexRegularizer(C, 1).init_tv_(0.1)
+
+
 @pytest.mark.parametrize(
     "make,match",
     [

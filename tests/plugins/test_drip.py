@@ -241,6 +241,10 @@ def test_normalize_weighs_the_regularizer_by_the_operator_norm(operator):
         ({"operator": "tomography", "operator_args": {"sigma": 2.0}}, "operator_args"),
         ({"latent_channels": 0}, "latent_channels"),
         ({"synthesis_kernel": 4}, "kernel_size"),
+        ({"tv_init": 0.0}, "tv_init"),
+        ({"tv_init": -1e-3}, "tv_init"),
+        ({"tv_init": math.inf}, "tv_init"),
+        ({"tv_init": 1e-3, "n_filters": 1}, "n_filters >= 2"),
     ],
 )
 def test_bad_hyperparameters_are_named(hparams, name):
@@ -343,3 +347,42 @@ def test_a_matching_operator_trains_and_logs_its_metrics(tmp_path):
     assert -1 <= float(metrics["val/ssim"]) <= 1
     assert 1 <= float(metrics["val/inner_iterations"]) <= SMALL["max_iter"]
     assert "train/inner_iterations" in metrics
+
+
+@pytest.mark.parametrize("operator", ["blur", "tomography"])
+def test_a_tv_start_solves_the_smoothed_tv_problem(operator):
+    """tv_init: the lower level starts as min_u 1/2 ||A u - y||^2 + lam sum phi(grad u) + s mu/2 ||u||^2
+    (+ the small other channels), whatever ||A||^2 = s: E z* is close to the direct minimiser in u."""
+    from dtwin.nn import PENALTIES
+
+    lam = 0.05
+    model = DRIP(**{**EXACT, "operator": operator, "operator_args": OPERATORS[operator], "tv_init": lam})
+    model = model.double().eval()
+    batch = _batch(model, 2, DT)
+    with torch.no_grad():
+        u_drip = model(batch)
+    A, eps, phi = model.operator, model.R.eps, PENALTIES["pseudo_huber"].value
+
+    def tv_objective(u):
+        dx = torch.nn.functional.pad(u[..., :, 1:], (0, 1)) - u  # the zero-padded forward differences
+        dy = torch.nn.functional.pad(u[..., 1:, :], (0, 0, 0, 1)) - u
+        misfit = (A(u) - batch["y"]).flatten(1).square().sum(1)
+        ridge = 0.5 * model.R.modulus * u.flatten(1).square().sum(1)  # R's strongly convex term
+        return (0.5 * misfit + lam * (phi(dx, eps) + phi(dy, eps)).flatten(1).sum(1) + ridge).sum()
+
+    u = u_drip.clone().requires_grad_(True)
+    optimizer = torch.optim.LBFGS([u], max_iter=500, tolerance_grad=1e-12, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = tv_objective(u)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    gap = (u.detach() - u_drip).flatten(1).norm(dim=1) / u.detach().flatten(1).norm(dim=1)
+    assert float(gap.max()) < 5e-3, gap
+    # and the start is not what a random one gives
+    random = DRIP(**{**EXACT, "operator": operator, "operator_args": OPERATORS[operator]}).double().eval()
+    with torch.no_grad():
+        assert float((random(batch) - u_drip).norm()) > 10 * float((u.detach() - u_drip).norm())
