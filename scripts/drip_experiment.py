@@ -130,8 +130,9 @@ def learned_args(method: str, task: str, epochs: int | None, extra: list[str], b
 
 def tv_start(task: str, overrides: dict[str, str]) -> list[str]:
     """DRIP's starting point on ``task``: ``--model.tv_init LAM``, LAM the TV weight with the best
-    validation PSNR (the tv row's search; a later ``--set drip:model.tv_init=...`` overrides it,
-    ``null`` for a random start)."""
+    validation PSNR (the tv row's search, for its isotropic TV with a box constraint: a good, not an
+    exact, weight for DRIP's smoothed anisotropic start). Not called where a finished fit is
+    skipped or ``--set drip:model.tv_init=...`` chooses (``null``: a random start)."""
     from dtwin.nn import select_lambda
 
     dm = data_module(task, overrides, splits=("fit",))
@@ -367,7 +368,14 @@ def main(argv: list[str] | None = None) -> None:
                 if method in LEARNED or (method == "drip-dp" and "drip" not in args.methods):
                     fitted = "drip" if method == "drip-dp" else method
                     print(f"[{task} / {fitted}]", flush=True)
-                    start = tv_start(task, overrides) if fitted == "drip" else []
+                    start = []
+                    given = "model.tv_init" in {**overrides, **own["drip"][0]}
+                    if (
+                        fitted == "drip"
+                        and not given
+                        and not (args.root / task / "drip" / "fit.done").is_file()
+                    ):
+                        start = tv_start(task, overrides)
                     resumable_fit(
                         learned_args(fitted, task, args.epochs, [*start, *extra, *own[fitted][1]], budget),
                         args.root / task / fitted,

@@ -458,12 +458,14 @@ class ConvexRegularizer(nn.Module):
         self, weight: float, channel: int = 0, noise: float = 0.01, others: float = 1e-4
     ) -> ConvexRegularizer:
         """Starts R as a smoothed anisotropic total variation of latent channel ``channel``: filters
-        0 and 1 the horizontal and vertical forward differences of that channel, each weighed so
-        that s w_j = ``weight`` (R = weight sum phi(grad z[channel]) + ..., in the data's units
-        whatever the strength s); the other filters ``noise`` times their current (random) values
-        with w_j = ``others``; the bias zero. With :meth:`Synthesis.select_channel_` on the same
-        channel the lower level starts as min_u 1/2 ||A u - b||^2 + weight TV_eps(u) (plus small
-        terms), a tuned classical method, instead of at random. In place; returns self."""
+        0 and 1 the horizontal and vertical forward differences of that channel (zero padding, so
+        at the last column and row the 'difference' is -z: the border pixels are also pulled
+        toward 0), each weighed so that s w_j = ``weight`` (R = weight sum phi(grad z[channel]) +
+        ..., in the data's units whatever the strength s); the other filters ``noise`` times their
+        current (random) values with w_j = ``others``; the bias zero. With
+        :meth:`Synthesis.select_channel_` on the same channel the lower level starts as
+        min_u 1/2 ||A u - b||^2 + weight sum phi(grad u) + s mu/2 ||u||^2 (plus small terms), close
+        to a classical TV reconstruction, instead of at random. In place; returns self."""
         owner = "ConvexRegularizer.init_tv_"
         weight = _positive_float(weight, owner, "weight")
         noise = _positive_float(noise, owner, "noise", zero=True)

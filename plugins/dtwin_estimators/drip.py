@@ -58,7 +58,7 @@ class DRIP(ReconstructionModule):
             iterations). False solves 1/2 ||A E z - y||^2 + R(z) as it stands.
         tv_init: None (the default) starts E and R at random (``nn.Conv2d``'s initialisation); a
             weight lam > 0 starts the lower level at a smoothed anisotropic total variation,
-            min_u 1/2 ||A u - y||^2 + lam sum phi(grad u) (E the identity on latent channel 0,
+            min_u 1/2 ||A u - y||^2 + lam sum phi(grad u) (+ R's ridge; E the identity on latent channel 0,
             R's first two filters the differences of that channel, everything else small:
             :meth:`Synthesis.select_channel_`, :meth:`ConvexRegularizer.init_tv_`), so that
             training starts from a tuned classical method (lam from TV's validation search, with
@@ -112,6 +112,15 @@ class DRIP(ReconstructionModule):
         for name, value in (("discrepancy", discrepancy), ("normalize", normalize)):
             if not isinstance(value, bool):
                 raise ValueError(f"{owner}: {name} must be True or False, got {value!r}")
+        if tv_init is not None:
+            ok = isinstance(tv_init, (int, float)) and not isinstance(tv_init, bool)
+            if not ok or not math.isfinite(tv_init) or tv_init <= 0:
+                raise ValueError(f"{owner}: tv_init must be None or a finite number > 0, got {tv_init!r}")
+            if n_filters < 2 or reg_kernel < 3:
+                raise ValueError(
+                    f"{owner}: tv_init needs n_filters >= 2 and reg_kernel >= 3 (two differences), got "
+                    f"n_filters={n_filters!r}, reg_kernel={reg_kernel!r}"
+                )
         self.E = Synthesis(latent_channels, synthesis_kernel)
         self.R = ConvexRegularizer(
             latent_channels,
@@ -124,9 +133,6 @@ class DRIP(ReconstructionModule):
             strength=operator_norm_sq(self.operator, margin=1.0) if normalize else 1.0,
         )
         if tv_init is not None:
-            ok = isinstance(tv_init, (int, float)) and not isinstance(tv_init, bool)
-            if not ok or not math.isfinite(tv_init) or tv_init <= 0:
-                raise ValueError(f"{owner}: tv_init must be None or a finite number > 0, got {tv_init!r}")
             self.E.select_channel_(0)
             self.R.init_tv_(float(tv_init), channel=0)
         self._last: SolveResult | None = None

@@ -370,7 +370,7 @@ def test_a_tv_start_solves_the_smoothed_tv_problem(operator):
         ridge = 0.5 * model.R.modulus * u.flatten(1).square().sum(1)  # R's strongly convex term
         return (0.5 * misfit + lam * (phi(dx, eps) + phi(dy, eps)).flatten(1).sum(1) + ridge).sum()
 
-    u = u_drip.clone().requires_grad_(True)
+    u = torch.zeros_like(u_drip).requires_grad_(True)  # solved from zero, not from DRIP's answer
     optimizer = torch.optim.LBFGS([u], max_iter=500, tolerance_grad=1e-12, line_search_fn="strong_wolfe")
 
     def closure():
