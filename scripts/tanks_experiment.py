@@ -12,7 +12,12 @@ np.mean((theta_hat - theta0)**2), then averaged over the runs (4 x that is the m
 ||theta_hat - theta0||^2). Good PEM start: the truth with each parameter perturbed by a
 uniform +-10%; poor start: the centre of the prior box. Everything lands in --out: the trained
 estimator (two_stage.ckpt, reused), results.json (one entry per run, written as it goes),
-estimates.png.
+estimates.png. --warm-start trace runs the fine-tuning with the output-error warm start instead
+of the paper's feature-space one (into its own --out; copy two_stage.ckpt there to compare the
+same pre-trained estimator):
+
+    mkdir -p runs/tanks-trace && cp runs/tanks/two_stage.ckpt runs/tanks-trace/
+    python3 scripts/tanks_experiment.py --runs 100 --no-pem --warm-start trace --out runs/tanks-trace
 """
 
 from __future__ import annotations
@@ -47,6 +52,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cases", nargs="+", default=list(tanks.OOD), choices=list(tanks.OOD), help="OOD cases")
     p.add_argument("--epochs", type=int, default=40, help="pre-training epochs (20000 simulated records)")
     p.add_argument("--no-pem", action="store_true", help="skip the prediction-error baselines (slow)")
+    p.add_argument(
+        "--warm-start",
+        choices=("features", "trace"),
+        default="features",
+        help=(
+            "the misfit of fine_tune's Gauss-Newton warm start: 'features' (the paper's: simulated "
+            "ARX features against the record's) or 'trace' (the simulated output against the record)"
+        ),
+    )
     p.add_argument("--out", default="runs/tanks", help="output folder")
     p.add_argument("--report", action="store_true", help="only print tables and draw the figure")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -75,13 +89,13 @@ def pretrained(out: Path, epochs: int, quiet: bool):
     return model
 
 
-def one_run(model, case: str, run: int, pem: bool) -> dict:
+def one_run(model, case: str, run: int, pem: bool, warm_start: str = "features") -> dict:
     theta0 = torch.tensor(tanks.OOD[case], dtype=torch.float64)
     g = torch.Generator().manual_seed(1000 * (list(tanks.OOD).index(case) + 1) + run)
     u = tanks.random_input(1, generator=g)[0]
     y = tanks.simulate(theta0, u, generator=g)[0]
     record = Estimates(case, run, theta0)
-    record.two_stage(model, u, y, run, "TS Gauss-Newton warm start")
+    record.two_stage(model, u, y, run, "TS Gauss-Newton warm start", warm_start=warm_start)
     if pem:
 
         def sim(theta):
@@ -90,6 +104,7 @@ def one_run(model, case: str, run: int, pem: bool) -> dict:
         good = theta0 * (1 + 0.2 * (torch.rand(4, generator=g, dtype=torch.float64) - 0.5))
         poor = (torch.tensor(tanks.PRIOR_LOW) + torch.tensor(tanks.PRIOR_HIGH)).double() / 2
         record.prediction_error(sim, y, {"PEM (good start)": good, "PEM (poor start)": poor})
+    record.entry["warm_start"] = warm_start
     return record.entry
 
 
@@ -132,10 +147,18 @@ def main(argv: list[str] | None = None) -> int:
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else []
     if not args.report:
+        made = {entry.get("warm_start", "features") for entry in results}
+        if made - {args.warm_start}:
+            print(
+                f"tanks_experiment: the runs in {results_path} were made with --warm-start "
+                f"{' '.join(sorted(made))}, not {args.warm_start}: give another --out",
+                file=sys.stderr,
+            )
+            return 2
         model = pretrained(out, args.epochs, args.quiet)
 
         def run(case: str, i: int) -> dict:
-            return one_run(model, case, i, pem=not args.no_pem)
+            return one_run(model, case, i, pem=not args.no_pem, warm_start=args.warm_start)
 
         results = monte_carlo(results_path, args.cases, args.runs, run, quiet=args.quiet)
     if not results:
