@@ -32,6 +32,10 @@ def test_one_run_end_to_end_and_resumed(tmp_path, capsys):
     # resumed: the run is not repeated
     assert exp.main(["--runs", "1", "--cases", "OOD2", "--out", str(out), "--quiet", "--no-pem"]) == 0
     assert len(json.loads((out / "results.json").read_text())) == 1
+    assert results[0]["warm_start"] == "features"
+    # the other warm start does not go into the same results
+    assert exp.main(["--runs", "2", "--cases", "OOD2", "--out", str(out), "--warm-start", "trace"]) == 2
+    assert "were made with --warm-start features" in capsys.readouterr().err
 
 
 def test_report_without_results_and_bad_arguments(tmp_path, capsys):
