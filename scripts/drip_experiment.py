@@ -361,6 +361,7 @@ def main(argv: list[str] | None = None) -> None:
     own = {m: parse_overrides(scoped[m], parser.error) for m in LEARNED}
     args.root.mkdir(parents=True, exist_ok=True)
     budget = drip_budget({**overrides, **own["drip"][0]})
+    tv_given = "model.tv_init" in {**overrides, **own["drip"][0]}  # else tv_start picks it per task
 
     if not args.report:
         for task in args.tasks:
@@ -369,10 +370,9 @@ def main(argv: list[str] | None = None) -> None:
                     fitted = "drip" if method == "drip-dp" else method
                     print(f"[{task} / {fitted}]", flush=True)
                     start = []
-                    given = "model.tv_init" in {**overrides, **own["drip"][0]}
                     if (
                         fitted == "drip"
-                        and not given
+                        and not tv_given
                         and not (args.root / task / "drip" / "fit.done").is_file()
                     ):
                         start = tv_start(task, overrides)

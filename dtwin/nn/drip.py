@@ -108,6 +108,19 @@ def _positive_float(value: object, owner: str, name: str, *, zero: bool = False)
     return float(value)
 
 
+def _channel(value: object, channels: int, owner: str) -> int:
+    """``value`` as a latent channel index in [0, channels), else ValueError naming ``owner``."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < channels:
+        raise ValueError(f"{owner}: channel must be an integer in [0, {channels}), got {value!r}")
+    return value
+
+
+def _softplus_inverse(w: Tensor) -> Tensor:
+    """softplus^-1(w) = w + log(-expm1(-w)) for w > 0, computed stably in float64, in w's dtype."""
+    w64 = w.double()
+    return (w64 + torch.log(-torch.expm1(-w64))).to(w.dtype)
+
+
 def _conv_norm_sq(weight: Tensor, shape: tuple[int, int], row_scale: Tensor | None = None) -> Tensor:
     """An upper bound of ||K||^2 for the zero-padded 'same' convolution K with ``weight``
     Tensor[J, C, k, k] (odd k) on C x H x W inputs, rows (output channels) scaled by ``row_scale``
@@ -226,11 +239,7 @@ class Synthesis(nn.Module):
         """Starts E as the identity on latent channel ``channel`` (u = z[channel]: a centred unit
         tap), its other weights ``noise`` times their current (random) values, so that the other
         channels start small but not at a symmetric zero. In place; returns self."""
-        if not isinstance(channel, int) or not 0 <= channel < self.latent_channels:
-            raise ValueError(
-                f"Synthesis.select_channel_: channel must be an integer in [0, {self.latent_channels}), "
-                f"got {channel!r}"
-            )
+        channel = _channel(channel, self.latent_channels, "Synthesis.select_channel_")
         noise = _positive_float(noise, "Synthesis.select_channel_", "noise", zero=True)
         c = self.kernel_size // 2
         self.weight.mul_(noise)
@@ -374,9 +383,8 @@ class ConvexRegularizer(nn.Module):
         bound = 1.0 / math.sqrt(C * k * k)
         self.weight = nn.Parameter(torch.empty(J, C, k, k).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.zeros(J)) if bias else None
-        # softplus^-1(init_scale), computed stably
-        raw = init_scale + math.log(-math.expm1(-init_scale))
-        self.raw_scale = nn.Parameter(torch.full((J,), raw))
+        raw = _softplus_inverse(torch.full((J,), init_scale, dtype=torch.float64))
+        self.raw_scale = nn.Parameter(raw.to(torch.get_default_dtype()))
 
     @property
     def scales(self) -> Tensor:
@@ -470,10 +478,7 @@ class ConvexRegularizer(nn.Module):
         weight = _positive_float(weight, owner, "weight")
         noise = _positive_float(noise, owner, "noise", zero=True)
         others = _positive_float(others, owner, "others")
-        if not isinstance(channel, int) or not 0 <= channel < self.latent_channels:
-            raise ValueError(
-                f"{owner}: channel must be an integer in [0, {self.latent_channels}), got {channel!r}"
-            )
+        channel = _channel(channel, self.latent_channels, owner)
         if self.n_filters < 2 or self.kernel_size < 3:
             raise ValueError(
                 f"{owner}: needs n_filters >= 2 and kernel_size >= 3 for the two differences, got "
@@ -488,7 +493,7 @@ class ConvexRegularizer(nn.Module):
             self.bias.zero_()
         w = torch.full_like(self.raw_scale, others)
         w[:2] = weight / self.strength
-        self.raw_scale.copy_(w + torch.log(-torch.expm1(-w)))  # softplus^-1(w)
+        self.raw_scale.copy_(_softplus_inverse(w))
         return self
 
     def strong_convexity(self) -> float:
